@@ -1,0 +1,33 @@
+# The whole set-up on a fresh machine: `make demo` and `make test`.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DATA := data/scenes
+DEMO_INDEX := data/index-demo
+DEMO_CHECKPOINT := assets/demo_encoder.pt
+
+.PHONY: demo test lint chromium
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Scenes and index are cached: a second `make demo` goes straight to the app.
+demo: $(STAMP)
+	$(PY) -m model.scenes --out $(DEMO_DATA) --images 400 --size 192 --seed 1 --split val
+	test -f $(DEMO_INDEX)/manifest.json || $(PY) -m indexing build \
+		--checkpoint $(DEMO_CHECKPOINT) --images $(DEMO_DATA)/val \
+		--annotations $(DEMO_DATA)/annotations/instances_val.json --out $(DEMO_INDEX)
+	$(PY) app.py --index $(DEMO_INDEX) --checkpoint $(DEMO_CHECKPOINT)
+
+test: $(STAMP) chromium
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# Browser tests drive Debian's chromium; Playwright never downloads a browser of its own.
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)

@@ -1,0 +1,162 @@
+"""Configuration of the SlotCon network and of its training run, with named presets.
+
+Frozen dataclasses: a checkpoint stores `asdict(cfg)` and a loader rebuilds the model from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+ARCHS = ("resnet18", "resnet34", "resnet50")
+
+
+def _f(default, help: str):
+    """A dataclass field whose help text is also the command line's --help."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = _f("resnet50", "backbone: resnet18 | resnet34 | resnet50 (torchvision layout)")
+    width: float = _f(1.0, "backbone channel multiplier; < 1 for small CPU models")
+    output_stride: int = _f(32, "32 (paper), 16 (dilated layer4) or 8 (dilated layer3 + layer4)")
+    dim_hidden: int = _f(4096, "H: hidden width of projector and predictor")
+    dim_out: int = _f(256, "D: slot / prototype embedding size")
+    num_prototypes: int = _f(256, "K: paper uses 256 on COCO; best near the real number of classes")
+    teacher_temp: float = _f(0.07, "tau_t: sharp teacher assignment (also the grouping softmax)")
+    student_temp: float = _f(0.1, "tau_s: student temperature of the group loss")
+    slot_temp: float = _f(0.2, "temperature of the slot InfoNCE loss")
+    group_loss_weight: float = _f(0.5, "w in L = w * group + (1 - w) * slot")
+    center_momentum: float = _f(0.9, "EMA of the teacher's mean assignment (centering)")
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32, got {self.output_stride}")
+        if self.width <= 0 or self.num_prototypes < 2 or self.dim_out < 1:
+            raise ValueError("width must be > 0, num_prototypes >= 2 and dim_out >= 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: str = _f("", "folder of images (searched recursively), or a COCO root with --split")
+    split: str = _f("", "COCO layout: read <data>/<split>/ (e.g. train2017); empty = plain folder")
+    out: str = _f("runs/slotcon", "output directory: checkpoints, log.jsonl")
+    image_size: int = _f(224, "side of each augmented view (paper: 224)")
+    min_scale: float = _f(0.08, "random-resized-crop scale range lower bound (paper: 0.08)")
+    batch_size: int = _f(512, "global batch over all processes (paper: 512 on 8 GPUs)")
+    epochs: int = _f(800, "passes over the data; paper: 800 on COCO")
+    optimizer: str = _f("lars", "lars (paper) | sgd | adamw (small models on CPU)")
+    lr: float = _f(2.0, "peak learning rate; paper: 1.0 * batch / 256 with LARS")
+    min_lr: float = _f(1e-6, "end of the cosine schedule")
+    weight_decay: float = _f(1e-5, "paper: 1e-5 (LARS); no decay on 1-D parameters")
+    warmup_epochs: float = _f(5.0, "linear warm-up from lr / 100")
+    teacher_momentum: float = _f(0.99, "m0 of the cosine EMA schedule, rises to 1")
+    precision: str = _f("fp16", "autocast on CUDA: fp16 (paper) | bf16 | fp32; CPU always fp32")
+    workers: int = _f(8, "DataLoader worker processes per training process")
+    seed: int = _f(0, "seeds model initialisation, data order and augmentation")
+    save_every: int = _f(10, "epochs between checkpoints (always one at the end)")
+    device: str = _f("", "cpu | cuda | cuda:N; empty = cuda when available, else cpu")
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("lars", "sgd", "adamw"):
+            raise ValueError(f"optimizer must be lars, sgd or adamw, got {self.optimizer!r}")
+        if self.precision not in ("fp16", "bf16", "fp32"):
+            raise ValueError(f"precision must be fp16, bf16 or fp32, got {self.precision!r}")
+        if self.save_every < 1:
+            raise ValueError("save_every must be >= 1")
+        if self.batch_size < 2 or self.epochs < 1 or self.image_size < 16:
+            raise ValueError("batch_size must be >= 2, epochs >= 1 and image_size >= 16")
+
+
+PAPER_COCO_R50 = TrainConfig(
+    model=ModelConfig(),
+    image_size=224,
+    batch_size=512,
+    epochs=800,
+    optimizer="lars",
+    lr=2.0,
+    weight_decay=1e-5,
+    warmup_epochs=5,
+    teacher_momentum=0.99,
+    precision="fp16",
+    workers=8,
+    save_every=10,
+)
+
+# Small enough to train on 2 CPU cores in well under an hour on the built-in scenes. Stride 8 keeps
+# the maps fine (8 x 8 at 64 px, 24 x 24 on a 192 px scene); a faster teacher and a higher
+# learning rate than the paper's make grouping emerge within a few thousand steps
+# (see docs/BENCHMARKS.md for what it reaches).
+DEMO = TrainConfig(
+    model=ModelConfig(
+        arch="resnet18",
+        width=0.25,
+        output_stride=8,
+        dim_hidden=256,
+        dim_out=64,
+        num_prototypes=32,
+    ),
+    image_size=64,
+    min_scale=0.08,
+    batch_size=64,
+    epochs=100,
+    optimizer="adamw",
+    lr=3e-3,
+    min_lr=1e-5,
+    weight_decay=1e-4,
+    warmup_epochs=2,
+    teacher_momentum=0.98,
+    precision="fp32",
+    workers=1,
+    save_every=5,
+)
+
+# For tests: seconds on a CPU.
+TINY = TrainConfig(
+    model=ModelConfig(
+        arch="resnet18",
+        width=0.125,
+        output_stride=16,
+        dim_hidden=32,
+        dim_out=16,
+        num_prototypes=8,
+    ),
+    image_size=32,
+    min_scale=0.2,
+    batch_size=8,
+    epochs=2,
+    optimizer="adamw",
+    lr=1e-3,
+    min_lr=1e-5,
+    weight_decay=1e-4,
+    warmup_epochs=0.5,
+    teacher_momentum=0.9,
+    precision="fp32",
+    workers=0,
+    save_every=1,
+)
+
+PRESETS: dict[str, TrainConfig] = {"paper-coco-r50": PAPER_COCO_R50, "demo": DEMO, "tiny": TINY}
+
+
+def model_config_from_dict(values: dict) -> ModelConfig:
+    """Rebuild a ModelConfig from `asdict` output, ignoring keys of newer versions."""
+    known = {f.name for f in fields(ModelConfig)}
+    return ModelConfig(**{k: v for k, v in values.items() if k in known})
+
+
+def train_config_from_dict(values: dict) -> TrainConfig:
+    known = {f.name for f in fields(TrainConfig)}
+    kwargs = {k: v for k, v in values.items() if k in known and k != "model"}
+    return TrainConfig(model=model_config_from_dict(values.get("model", {})), **kwargs)
+
+
+def override(cfg: TrainConfig, **changes) -> TrainConfig:
+    """Return `cfg` with the given fields replaced; model fields are accepted at top level too."""
+    model_names = {f.name for f in fields(ModelConfig)}
+    model_changes = {k: v for k, v in changes.items() if k in model_names}
+    train_changes = {k: v for k, v in changes.items() if k not in model_names}
+    return replace(cfg, model=replace(cfg.model, **model_changes), **train_changes)

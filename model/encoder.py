@@ -1,0 +1,186 @@
+"""SlotConEncoder: the teacher network for inference (load once, call many times).
+
+Whole images keep their aspect ratio: the shorter side is resized to `input_size`, the image is
+padded (bottom/right) to a multiple of the stride, and `Preprocessed` says how to crop the
+maps back. Assignment maps come from bilinearly upsampled dots, as in the authors' visualisation.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from model.augment import normalize
+from model.backbone import build_backbone
+from model.checkpoint import CheckpointError, encoder_weights, read_checkpoint
+from model.config import ModelConfig
+from model.grouping import GroupingOutput, SemanticGrouping
+from model.heads import Projector
+
+
+class Preprocessed(NamedTuple):
+    image_size: tuple[int, int]  # (W, H) of the original image
+    resized_size: tuple[int, int]  # (W, H) after the resize, before padding
+    map_size: tuple[int, int]  # (w, h) of the map cells that cover the resized image
+
+
+class ImageGrouping(NamedTuple):
+    """One image's grouping at image resolution."""
+
+    assignment: np.ndarray  # (H, W) int16, prototype index of each pixel
+    pixels: np.ndarray  # (K,) int64 pixel count of each prototype
+    score: np.ndarray  # (K,) float32 mean dots of the prototype over its pixels, nan if absent
+    slots: np.ndarray  # (K, D) float32 slot embeddings (not normalised)
+
+
+class SlotConEncoder(nn.Module):
+    """images (B, 3, H, W) ImageNet-normalised -> GroupingOutput(slots (B, K, D), dots (B, K, h, w))."""
+
+    def __init__(self, cfg: ModelConfig, input_size: int | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = build_backbone(cfg)
+        self.projector = Projector(self.backbone.num_channels, cfg.dim_hidden, cfg.dim_out)
+        self.grouping = SemanticGrouping(cfg.num_prototypes, cfg.dim_out, cfg.teacher_temp)
+        self.stride = cfg.output_stride
+        # ResNet-50 models see whole images at 448 px (shorter side); small ones their training size
+        self.input_size = input_size or (448 if cfg.arch == "resnet50" else 192)
+        self.requires_grad_(False)
+        self.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def num_prototypes(self) -> int:
+        return self.cfg.num_prototypes
+
+    @property
+    def prototypes(self) -> torch.Tensor:
+        """(K, D) L2-normalised prototype vectors."""
+        return F.normalize(self.grouping.slot_embed.weight.detach().float(), dim=1)
+
+    def train(self, mode: bool = True) -> SlotConEncoder:
+        return super().train(False)  # always eval: BatchNorm uses its running statistics
+
+    @torch.inference_mode()
+    def forward(self, images: torch.Tensor, valid: torch.Tensor | None = None) -> GroupingOutput:
+        """valid (B, 1, h, w) bool, optional: map cells that are image, not padding."""
+        images = images.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                z = self.projector(self.backbone(images))
+            z = z.float()
+        else:
+            z = self.projector(self.backbone(images))  # (B, D, h, w)
+        if valid is not None:
+            valid = valid.to(z.device)
+        out = self.grouping(z, valid)
+        return GroupingOutput(slots=out.slots.float(), dots=out.dots.float())
+
+    def preprocess(
+        self, image: Image.Image, size: int | None = None
+    ) -> tuple[torch.Tensor, Preprocessed]:
+        """RGB PIL image -> ((1, 3, H', W') normalised tensor, Preprocessed).
+
+        Shorter side to `size` (default `input_size`), aspect ratio kept, longer side capped at
+        4 x size; padded with zeros (the mean colour) to a multiple of the stride.
+        """
+        size = size or self.input_size
+        W, H = image.size
+        scale = min(size / min(W, H), 4 * size / max(W, H))
+        rw, rh = max(1, round(W * scale)), max(1, round(H * scale))
+        resized = image.convert("RGB").resize((rw, rh), Image.Resampling.BICUBIC)
+        x = torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1).float() / 255
+        x = normalize(x)
+        s = self.stride
+        pw, ph = math.ceil(rw / s) * s, math.ceil(rh / s) * s
+        x = F.pad(x, (0, pw - rw, 0, ph - rh))
+        info = Preprocessed((W, H), (rw, rh), (math.ceil(rw / s), math.ceil(rh / s)))
+        return x[None], info
+
+    def valid_mask(self, infos: list[Preprocessed], padded_hw: tuple[int, int]) -> torch.Tensor:
+        """(B, 1, h, w) bool for a batch padded to `padded_hw` (H', W'): the map cells that
+        cover image pixels rather than padding."""
+        h, w = padded_hw[0] // self.stride, padded_hw[1] // self.stride
+        mask = torch.zeros(len(infos), 1, h, w, dtype=torch.bool)
+        for i, info in enumerate(infos):
+            mask[i, :, : info.map_size[1], : info.map_size[0]] = True
+        return mask
+
+    def group(self, image: Image.Image, size: int | None = None) -> ImageGrouping:
+        """One RGB image -> its grouping at image resolution."""
+        x, info = self.preprocess(image, size)
+        out = self(x, self.valid_mask([info], x.shape[-2:]))
+        assignment, pixels, score = assign_pixels(out.dots[0], info, self.stride)
+        return ImageGrouping(assignment, pixels, score, out.slots[0].cpu().numpy())
+
+
+@torch.inference_mode()
+def assign_pixels(
+    dots: torch.Tensor, info: Preprocessed, stride: int, block_rows: int = 128
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dots (K, h, w) of one padded image -> assignment (H, W) int16, pixels (K,), score (K,).
+
+    Bilinear upsampling of the valid cells to image resolution (cell centres at the centres of
+    their stride x stride patches), argmax over K; done in blocks of rows to bound memory for
+    K = 256 on large images. score[k] = mean of dots[k] over the pixels assigned to k.
+    """
+    K = dots.shape[0]
+    w_map, h_map = info.map_size
+    W, H = info.image_size
+    rw, rh = info.resized_size
+    cells = dots[None, :, :h_map, :w_map].float()  # (1, K, h, w)
+
+    def grid_axis(n_out: int, n_resized: int, n_cells: int) -> torch.Tensor:
+        resized = (torch.arange(n_out, dtype=torch.float32) + 0.5) * n_resized / n_out
+        return resized / (n_cells * stride) * 2 - 1  # normalised, align_corners=False
+
+    gx = grid_axis(W, rw, w_map).to(cells.device)
+    assignment = np.empty((H, W), dtype=np.int16)
+    pixels = torch.zeros(K, dtype=torch.float64)
+    sums = torch.zeros(K, dtype=torch.float64)
+    for top in range(0, H, block_rows):
+        rows = min(block_rows, H - top)
+        gy = grid_axis(H, rh, h_map)[top : top + rows].to(cells.device)
+        grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)[None]
+        up = F.grid_sample(cells, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        best, winner = up[0].max(dim=0)  # (rows, W)
+        assignment[top : top + rows] = winner.cpu().numpy()
+        flat = winner.flatten().cpu()
+        pixels += torch.bincount(flat, minlength=K).double()
+        sums += torch.bincount(flat, weights=best.flatten().cpu().double(), minlength=K)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = (sums / pixels).float().numpy()
+    return assignment, pixels.long().numpy(), score
+
+
+def load_encoder(
+    path: str | Path, device: str | torch.device | None = None, input_size: int | None = None
+) -> SlotConEncoder:
+    """Load this project's checkpoints (training or encoder) or a published full checkpoint.
+
+    The architecture, K and D are read from the file. The device defaults to CUDA when present.
+    Raises CheckpointError for missing, truncated, foreign or mismatching files.
+    """
+    ckpt = read_checkpoint(path)
+    cfg, state = encoder_weights(ckpt, Path(path).name)
+    encoder = SlotConEncoder(cfg, input_size)
+    try:
+        encoder.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"{Path(path).name}: weights do not fit the model: {error}"
+        ) from error
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return encoder.to(device)

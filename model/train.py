@@ -1,0 +1,277 @@
+"""Train SlotCon: `python -m model.train --preset demo --data DIR --out runs/demo`.
+
+Several processes: `torchrun --nproc_per_node=N -m model.train ...` (NCCL on GPUs, gloo on CPU).
+Writes <out>/last.pt (full training state, for --resume), <out>/encoder.pt (teacher only, for
+indexing and the app) and <out>/log.jsonl (one JSON object per step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from model import distributed
+from model.augment import AugmentConfig
+from model.checkpoint import (
+    FORMAT,
+    VERSION,
+    CheckpointError,
+    encoder_checkpoint,
+    read_checkpoint,
+    save_atomic,
+    teacher_state,
+)
+from model.config import PRESETS, ModelConfig, TrainConfig, model_config_from_dict, override
+from model.data import EpochSampler, ImageCollection, TwoViewDataset, collection_root
+from model.optim import build_optimizer, learning_rate
+from model.slotcon import SlotCon, teacher_momentum
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or cfg.precision == "fp32":
+        return None
+    return torch.bfloat16 if cfg.precision == "bf16" else torch.float16
+
+
+def _training_state(cfg, model, optimizer, scaler, epoch: int, step: int) -> dict:
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": "training",
+        "config": asdict(cfg),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,  # completed epochs
+        "step": step,  # completed optimisation steps
+        "rng": rng,
+    }
+
+
+def _save(out: Path, cfg: TrainConfig, model, optimizer, scaler, epoch: int, step: int) -> None:
+    save_atomic(_training_state(cfg, model, optimizer, scaler, epoch, step), out / "last.pt")
+    encoder = encoder_checkpoint(
+        cfg.model, teacher_state(model.state_dict()), epoch=epoch, step=step, seed=cfg.seed
+    )
+    save_atomic(encoder, out / "encoder.pt")
+
+
+def _restore(path: Path, cfg: TrainConfig, model, optimizer, scaler) -> tuple[int, int]:
+    """Load a training checkpoint into the objects; returns (completed epochs, steps)."""
+    state = read_checkpoint(path)
+    if state.get("kind") != "training":
+        raise CheckpointError(f"{path}: not a training checkpoint, cannot resume from it")
+    saved = model_config_from_dict(state["config"]["model"])
+    if saved != cfg.model:
+        raise CheckpointError(
+            f"{path} was trained with another model ({saved}); use another --out or --no-resume"
+        )
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return int(state["epoch"]), int(state["step"])
+
+
+def train(cfg: TrainConfig, resume: bool = True, stop_after_epochs: int | None = None) -> Path:
+    """Run (or continue) training; returns the output directory.
+
+    `stop_after_epochs` ends the run early while keeping the schedule of `cfg.epochs`
+    (an interruption that --resume continues exactly).
+    """
+    device = distributed.init_from_environment()
+    if cfg.device:
+        device = torch.device(cfg.device)
+    world, rank = distributed.world_size(), distributed.rank()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch size {cfg.batch_size} is not divisible by {world} processes")
+    per_rank = cfg.batch_size // world
+    out = Path(cfg.out)
+    torch.manual_seed(cfg.seed)
+
+    model = SlotCon(cfg.model).to(device)
+    if world > 1 and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    images = ImageCollection(collection_root(cfg.data, cfg.split))
+    dataset = TwoViewDataset(images, AugmentConfig(cfg.image_size, cfg.min_scale), cfg.seed)
+    sampler = EpochSampler(len(images), per_rank, cfg.seed, rank, world)
+    loader = DataLoader(
+        dataset,
+        batch_size=per_rank,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
+        persistent_workers=cfg.workers > 0,
+    )
+    steps_per_epoch = len(sampler) // per_rank
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
+
+    optimizer = build_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
+    amp_dtype = _autocast_dtype(cfg, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    start_epoch, step = 0, 0
+    if resume and (out / "last.pt").is_file():
+        start_epoch, step = _restore(out / "last.pt", cfg, model, optimizer, scaler)
+        if distributed.is_main_process():
+            print(f"resuming from {out / 'last.pt'} at epoch {start_epoch}, step {step}")
+    net = model
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=ids)
+
+    main = distributed.is_main_process()
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    log = (out / "log.jsonl").open("a") if main else None
+    last_epoch = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, stop_after_epochs)
+    bar = tqdm(total=total_steps, initial=step, disable=not main, desc="train", unit="step")
+    skipped_total = 0
+    try:
+        for epoch in range(start_epoch, last_epoch):
+            sampler.set_epoch(epoch)
+            tick = time.perf_counter()
+            for views, skipped in loader:
+                skipped_total += int(skipped.gt(0).sum())
+                lr = learning_rate(step, total_steps, warmup_steps, cfg.lr, cfg.min_lr)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                momentum = teacher_momentum(step, total_steps, cfg.teacher_momentum)
+                tensors = [t.to(device, non_blocking=True) for t in views]
+                if device.type == "cuda":
+                    tensors[0] = tensors[0].contiguous(memory_format=torch.channels_last)
+                    tensors[1] = tensors[1].contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    losses = net(*tensors)
+                finite = distributed.all_reduce_sum(torch.isfinite(losses.loss.detach()).float())
+                if finite.item() < world:
+                    raise TrainingDiverged(
+                        f"loss is {losses.loss.item()} at step {step} (epoch {epoch}); stopped. "
+                        f"The last good checkpoint is kept in {out}; lower --lr or use "
+                        f"--precision bf16/fp32"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(losses.loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                model.update_teacher(momentum)
+                step += 1
+                now = time.perf_counter()
+                record = {
+                    "step": step,
+                    "epoch": epoch,
+                    "loss": losses.loss.item(),
+                    "group_loss": losses.group.item(),
+                    "slot_loss": losses.slot.item(),
+                    "lr": lr,
+                    "momentum": momentum,
+                    "images_per_s": per_rank * world / max(now - tick, 1e-9),
+                }
+                tick = now
+                if log:
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                bar.set_postfix(loss=f"{record['loss']:.3f}", ips=f"{record['images_per_s']:.0f}")
+                bar.update(1)
+            done = epoch + 1
+            if main and (done % cfg.save_every == 0 or done == cfg.epochs or done == last_epoch):
+                _save(out, cfg, model, optimizer, scaler, done, step)
+            distributed.barrier()
+    finally:
+        bar.close()
+        if log:
+            log.close()
+    if skipped_total and main:
+        print(f"warning: {skipped_total} samples replaced unreadable images", file=sys.stderr)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m model.train",
+        description="Train SlotCon on a folder of images (or a COCO split). Every field of the "
+        "preset can be overridden by its flag.",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="demo",
+        help="paper-coco-r50: the paper's COCO run (8 GPUs); demo: small, 2 CPU cores in well "
+        "under an hour; tiny: tests (default: demo)",
+    )
+    parser.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="continue from <out>/last.pt when it exists (default: yes)",
+    )
+    parser.add_argument(
+        "--stop-after-epochs",
+        type=int,
+        default=None,
+        help="stop early but keep the --epochs schedule (resume later to finish)",
+    )
+    for cls in (TrainConfig, ModelConfig):
+        for f in fields(cls):
+            if f.name == "model":
+                continue
+            kind = {"int": int, "float": float, "str": str}[str(f.type)]
+            parser.add_argument(
+                "--" + f.name.replace("_", "-"),
+                type=kind,
+                default=None,
+                help=f"{f.metadata.get('help', '')} (preset value if omitted)",
+            )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    names = {f.name for cls in (TrainConfig, ModelConfig) for f in fields(cls)} - {"model"}
+    changes = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    return override(PRESETS[args.preset], **changes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+    except ValueError as error:
+        parser.error(str(error))
+    if not cfg.data:
+        parser.error("--data is required (a folder of images, or a COCO root with --split)")
+    try:
+        out = train(cfg, resume=args.resume, stop_after_epochs=args.stop_after_epochs)
+        if distributed.is_main_process():
+            print(f"done: {out / 'encoder.pt'}")
+    except (TrainingDiverged, CheckpointError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        distributed.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
