@@ -88,7 +88,7 @@ def encoder_checkpoint(model_cfg: ModelConfig, encoder_state: dict, **meta) -> d
 
 
 def teacher_state(model_state: dict, prefix: str = "") -> dict:
-    """Teacher weights of a SlotCon state dict, renamed for the encoder (backbone./projector./...)."""
+    """Teacher weights of a SlotCon state dict, renamed for the encoder (backbone., ...)."""
     out = {}
     for key, value in model_state.items():
         name = key[len(prefix) :] if key.startswith(prefix) else None

@@ -12,8 +12,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
 import torch
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset, Sampler
 
 from model.augment import AugmentConfig, TwoViews, TwoViewTransform

@@ -41,7 +41,7 @@ class ImageGrouping(NamedTuple):
 
 
 class SlotConEncoder(nn.Module):
-    """images (B, 3, H, W) ImageNet-normalised -> GroupingOutput(slots (B, K, D), dots (B, K, h, w))."""
+    """Images (B, 3, H, W), normalised -> GroupingOutput(slots (B, K, D), dots (B, K, h, w))."""
 
     def __init__(self, cfg: ModelConfig, input_size: int | None = None):
         super().__init__()
