@@ -1,19 +1,27 @@
-"""SlotCon: self-supervised semantic grouping (Wen et al., NeurIPS 2022), trainable and loadable."""
+"""SlotCon: self-supervised semantic grouping (Wen et al., NeurIPS 2022), trainable and loadable.
 
-from model.checkpoint import CheckpointError
-from model.config import PRESETS, ModelConfig, TrainConfig
-from model.encoder import ImageGrouping, Preprocessed, SlotConEncoder, assign_pixels, load_encoder
-from model.grouping import GroupingOutput
+The public names are imported lazily, so that `python -m model.scenes` (and its worker processes)
+run without loading torch.
+"""
 
-__all__ = [
-    "PRESETS",
-    "CheckpointError",
-    "GroupingOutput",
-    "ImageGrouping",
-    "ModelConfig",
-    "Preprocessed",
-    "SlotConEncoder",
-    "TrainConfig",
-    "assign_pixels",
-    "load_encoder",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "CheckpointError": "model.checkpoint",
+    "PRESETS": "model.config",
+    "ModelConfig": "model.config",
+    "TrainConfig": "model.config",
+    "GroupingOutput": "model.grouping",
+    "ImageGrouping": "model.encoder",
+    "Preprocessed": "model.encoder",
+    "SlotConEncoder": "model.encoder",
+    "assign_pixels": "model.encoder",
+    "load_encoder": "model.encoder",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'model' has no attribute {name!r}")

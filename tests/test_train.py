@@ -1,0 +1,241 @@
+"""Training: the model learns on a fixed batch, gradients and EMA, resume, divergence, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from model import train as train_module
+from model.augment import AugmentConfig
+from model.checkpoint import read_checkpoint
+from model.config import TINY, override
+from model.data import ImageCollection, TwoViewDataset
+from model.slotcon import SlotCon, teacher_momentum
+from model.train import TrainingDiverged, main, train
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+LOG_KEYS = {"loss", "group_loss", "slot_loss", "lr", "momentum", "images_per_s"}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    """16 random 48 x 48 PNGs: smooth colour blobs, so that crops differ in content."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        small = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((48, 48), Image.Resampling.BILINEAR).save(root / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def batch(images):
+    """One fixed batch of 8 two-view samples (the six tensors SlotCon.forward takes)."""
+    dataset = TwoViewDataset(ImageCollection(images), AugmentConfig(TINY.image_size, 0.2), seed=0)
+    views, _ = next(iter(DataLoader(dataset, batch_size=8, shuffle=False)))
+    return list(views)
+
+
+def _cfg(images: Path, out: Path, **changes):
+    return override(TINY, data=str(images), out=str(out), workers=0, device="cpu", **changes)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+# ---------------------------------------------------------------- the module
+
+
+def test_loss_is_finite_and_falls_on_a_repeated_batch(batch):
+    torch.manual_seed(0)
+    model = SlotCon(TINY.model)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(30):
+        out = model(*batch)
+        assert torch.isfinite(out.loss) and torch.isfinite(out.group) and torch.isfinite(out.slot)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        model.update_teacher(0.9)
+        losses.append(out.loss.item())
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+
+
+def test_total_loss_weights_group_and_slot(batch):
+    torch.manual_seed(0)
+    model = SlotCon(TINY.model)
+    out = model(*batch)
+    w = TINY.model.group_loss_weight
+    torch.testing.assert_close(out.loss, w * out.group + (1 - w) * out.slot)
+    assert out.group > 0 and out.slot > 0
+
+
+def test_student_gets_gradients_teacher_none(batch):
+    torch.manual_seed(0)
+    model = SlotCon(TINY.model)
+    model(*batch).loss.backward()
+    student = ["encoder_q.", "projector_q.", "grouping_q.", "predictor_slot."]
+    teacher = ["encoder_k.", "projector_k.", "grouping_k."]
+    names = [name for name, _ in model.named_parameters()]
+    assert all(any(name.startswith(p) for p in student + teacher) for name in names)
+    for name, p in model.named_parameters():
+        if any(name.startswith(prefix) for prefix in student):
+            assert p.requires_grad, name
+            assert p.grad is not None, name
+            assert torch.isfinite(p.grad).all(), name
+            assert p.grad.abs().sum() > 0, name
+        else:
+            assert not p.requires_grad, name
+            assert p.grad is None, name
+    assert model.center.grad is None
+
+
+def test_forward_updates_the_center(batch):
+    torch.manual_seed(0)
+    model = SlotCon(TINY.model)
+    assert torch.equal(model.center, torch.zeros(1, TINY.model.num_prototypes))
+    model(*batch)
+    assert torch.isfinite(model.center).all() and model.center.abs().sum() > 0
+
+
+def test_update_teacher_follows_the_ema_formula():
+    torch.manual_seed(0)
+    model = SlotCon(TINY.model)
+    with torch.no_grad():  # make student and teacher differ
+        for name, p in model.named_parameters():
+            if name.endswith("_q") or "_q." in name:
+                p.add_(torch.randn_like(p))
+    teacher_before = {n: t.clone() for n, t in model.state_dict().items() if "_k." in n}
+    student = model.state_dict()
+    m = 0.7
+    model.update_teacher(m)
+    after = model.state_dict()
+    checked = 0
+    for name, t in teacher_before.items():
+        s = student[name.replace("_k.", "_q.")]
+        if t.dtype.is_floating_point:
+            expected = m * t + (1 - m) * s
+            torch.testing.assert_close(after[name], expected, rtol=1e-6, atol=1e-7)
+            if name.endswith("weight") and not torch.equal(t, s):
+                assert not torch.allclose(after[name], t), name
+            checked += 1
+        else:  # num_batches_tracked
+            assert torch.equal(after[name], s)
+    assert checked > 20
+    # the student does not move
+    for name, value in student.items():
+        if "_q." in name or name.startswith("predictor_slot."):
+            assert torch.equal(after[name], value)
+
+
+def test_teacher_momentum_schedule():
+    T, m0 = 100, 0.99
+    assert teacher_momentum(0, T, m0) == m0
+    assert teacher_momentum(T, T, m0) == 1.0
+    assert teacher_momentum(T // 2, T, m0) == pytest.approx(1 - (1 - m0) / 2)
+    values = [teacher_momentum(t, T, m0) for t in range(T + 1)]
+    assert all(b >= a for a, b in zip(values, values[1:]))
+    assert teacher_momentum(25, T, m0) == pytest.approx(
+        1 - (1 - m0) * (math.cos(math.pi / 4) + 1) / 2
+    )
+
+
+# ---------------------------------------------------------------- the trainer
+
+
+def test_resumed_run_equals_uninterrupted_run(images, tmp_path):
+    interrupted = _cfg(images, tmp_path / "a")
+    train(interrupted, stop_after_epochs=1)
+    half = read_checkpoint(tmp_path / "a" / "last.pt")
+    assert half["epoch"] == 1 and half["step"] == 2
+    train(interrupted)  # resumes from last.pt
+    train(_cfg(images, tmp_path / "b"))
+    a = read_checkpoint(tmp_path / "a" / "last.pt")
+    b = read_checkpoint(tmp_path / "b" / "last.pt")
+    assert a["step"] == b["step"] == 4 and a["epoch"] == b["epoch"] == 2
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    # the model moved during the second half
+    assert not all(torch.equal(half["model"][k], a["model"][k]) for k in a["model"])
+    # logs: 2 + 2 steps in the interrupted run, the same losses as the uninterrupted one
+    log_a, log_b = _log(tmp_path / "a"), _log(tmp_path / "b")
+    assert [r["step"] for r in log_a] == [r["step"] for r in log_b] == [1, 2, 3, 4]
+    assert [r["loss"] for r in log_a] == [r["loss"] for r in log_b]
+    assert all(LOG_KEYS <= set(r) for r in log_a)
+    assert (tmp_path / "a" / "encoder.pt").is_file()
+
+
+def test_non_finite_loss_stops_and_keeps_the_checkpoint(images, tmp_path, monkeypatch):
+    cfg = _cfg(images, tmp_path / "run")
+    train(cfg, stop_after_epochs=1)
+    last, encoder = tmp_path / "run" / "last.pt", tmp_path / "run" / "encoder.pt"
+    before = _sha256(last), _sha256(encoder)
+    real = train_module.learning_rate
+    # from step 2 (the second epoch) the learning rate is NaN: the weights become NaN
+    monkeypatch.setattr(
+        train_module,
+        "learning_rate",
+        lambda step, *args: float("nan") if step >= 2 else real(step, *args),
+    )
+    with pytest.raises(TrainingDiverged, match="loss is nan"):
+        train(cfg)
+    assert (_sha256(last), _sha256(encoder)) == before
+    assert read_checkpoint(last)["step"] == 2
+    assert not list((tmp_path / "run").glob(".*.tmp"))
+
+
+def test_command_line_run(images, tmp_path):
+    out = tmp_path / "cli"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-m", "model.train", "--preset", "tiny"]
+    command += ["--data", str(images), "--out", str(out), "--epochs", "1"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = _log(out)
+    assert len(records) == 2  # 16 images / batch 8, one epoch
+    for record in records:
+        assert LOG_KEYS <= set(record)
+        assert all(math.isfinite(record[k]) for k in LOG_KEYS)
+    assert (out / "last.pt").is_file() and (out / "encoder.pt").is_file()
+    assert read_checkpoint(out / "last.pt")["config"]["epochs"] == 1
+
+
+def test_command_line_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--preset" in text and "--data" in text and "--num-prototypes" in text
+
+
+def test_command_line_without_data_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--preset", "tiny"])
+    assert exit_info.value.code == 2
+    assert "--data is required" in capsys.readouterr().err
+
+
+def test_command_line_rejects_a_bad_value(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--preset", "tiny", "--data", "x", "--optimizer", "adam"])
+    assert exit_info.value.code == 2
+    assert "optimizer must be" in capsys.readouterr().err
