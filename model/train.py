@@ -91,6 +91,20 @@ def _restore(path: Path, cfg: TrainConfig, model, optimizer, scaler) -> tuple[in
     return int(state["epoch"]), int(state["step"])
 
 
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log records after `step`: steps run after the last checkpoint are run again."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a line torn by the interruption
+    path.write_text("".join(kept))
+
+
 def train(cfg: TrainConfig, resume: bool = True, stop_after_epochs: int | None = None) -> Path:
     """Run (or continue) training; returns the output directory.
 
@@ -144,6 +158,7 @@ def train(cfg: TrainConfig, resume: bool = True, stop_after_epochs: int | None =
     main = distributed.is_main_process()
     if main:
         out.mkdir(parents=True, exist_ok=True)
+        _truncate_log(out / "log.jsonl", step)
     log = (out / "log.jsonl").open("a") if main else None
     last_epoch = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, stop_after_epochs)
     bar = tqdm(total=total_steps, initial=step, disable=not main, desc="train", unit="step")

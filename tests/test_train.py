@@ -239,3 +239,14 @@ def test_command_line_rejects_a_bad_value(capsys):
         main(["--preset", "tiny", "--data", "x", "--optimizer", "adam"])
     assert exit_info.value.code == 2
     assert "optimizer must be" in capsys.readouterr().err
+
+
+def test_resume_drops_log_records_after_the_checkpoint(tmp_path):
+    from model.train import _truncate_log
+
+    log = tmp_path / "log.jsonl"
+    lines = [json.dumps({"step": s, "loss": 1.0}) for s in range(1, 8)]
+    log.write_text("\n".join(lines) + '\n{"step": 8, "lo')  # torn by a kill
+    _truncate_log(log, 5)
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]
