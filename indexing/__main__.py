@@ -1,0 +1,3 @@
+from indexing.cli import build_parser, main
+
+main(build_parser().parse_args())

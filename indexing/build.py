@@ -1,0 +1,371 @@
+"""Build an index: image folder + checkpoint -> index directory (python -m indexing build).
+
+Extraction goes chunk by chunk into `<out>.partial/` (see indexing.partial), so an interrupted
+build continues with --resume; at the end the chunks are merged into the tables and the faiss
+index, and the finished directory is renamed to `<out>`, replacing an existing index only then.
+Under torchrun every process extracts its share of the images (rank r takes r, r + N, ...) and
+rank 0 merges after a barrier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from indexing.collection import assign_image_ids, list_collection, load_labels, match_annotations
+from indexing.evaluate import scores_dict
+from indexing.evaluation import ConfusionAccumulator
+from indexing.extract import Geometry, ImageFiles, extract_batch, make_loader
+from indexing.groundtruth import CocoLabels
+from indexing.partial import Chunk, PartialBuild, shard
+from indexing.search import INDEX_TYPES, build_faiss, save_faiss
+from indexing.store import (
+    CONFUSION,
+    EVALUATION,
+    FAISS,
+    FORMAT,
+    FORMAT_VERSION,
+    IMAGES,
+    MANIFEST,
+    PROTOTYPE_VECTORS,
+    PROTOTYPES,
+    SLOTS,
+    assignment_path,
+    partial_dir,
+    replace_directory,
+    sha256_file,
+    write_assignment,
+    write_json_atomic,
+)
+from indexing.tables import images_table, prototypes_table, slots_table
+from model import distributed
+from model.encoder import SlotConEncoder, load_encoder
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    checkpoint: Path  # encoder checkpoint: this project's (encoder.pt, last.pt) or published
+    images: Path  # image root, searched recursively; paths are stored relative to it
+    out: Path  # index directory; an existing one is replaced once the new one is complete
+    annotations: tuple[Path, ...] = ()  # COCO instances JSON [+ COCO-Stuff stuff JSON]
+    size: int | None = None  # shorter side fed to the encoder; None = encoder.input_size
+    batch_size: int = 16  # images per forward pass
+    device: str = ""  # cpu | cuda | cuda:N; "" = this process's GPU when present, else cpu
+    workers: int = 2  # DataLoader processes decoding images; 0 = in the main process
+    resume: bool = False  # continue an interrupted build from its last finished chunk
+    index_type: str = "flat"  # flat (exact) | ivf (approximate, for millions of slots)
+    chunk_size: int = 256  # images per saved chunk (per process)
+
+    def __post_init__(self) -> None:
+        if self.index_type not in INDEX_TYPES:
+            raise ValueError(f"index type must be one of {INDEX_TYPES}, got {self.index_type!r}")
+        if self.batch_size < 1 or self.chunk_size < 1 or self.workers < 0:
+            raise ValueError("batch size and chunk size must be >= 1, workers >= 0")
+        if self.size is not None and self.size < 16:
+            raise ValueError(f"size must be at least 16 px, got {self.size}")
+
+
+class _LabelSource:
+    """position -> (H, W) uint8 label map, or None for images the annotations do not list."""
+
+    def __init__(self, labels: CocoLabels, annotation_ids: list[int | None]):
+        self.labels, self.annotation_ids = labels, annotation_ids
+
+    def __call__(self, position: int) -> np.ndarray | None:
+        image_id = self.annotation_ids[position]
+        return None if image_id is None else self.labels.label_map(image_id)
+
+
+class _ChunkBuilder:
+    """Collects one chunk's results image by image."""
+
+    def __init__(self, positions: list[int], num_prototypes: int, num_classes: int):
+        self.remaining = len(positions)
+        self.images: list[tuple[int, int, int, str]] = []  # position, W, H, error
+        self.slots: list = []  # (position, ImageSlots)
+        self.confusion = ConfusionAccumulator(num_prototypes, max(num_classes, 1))
+        self.with_labels = num_classes > 0
+        self.evaluated = self.unlabelled = 0
+
+    def skip(self, position: int, error: str) -> None:
+        self.images.append((position, 0, 0, error))
+        self.remaining -= 1
+
+    def add(self, position: int, result, labels: np.ndarray | None) -> None:
+        H, W = result.assignment.shape
+        self.images.append((position, W, H, ""))
+        self.slots.append((position, result._replace(assignment=None)))
+        if self.with_labels:
+            if labels is not None and labels.shape == (H, W):
+                self.confusion.update(result.assignment, labels)
+                self.evaluated += 1
+            else:  # not in the annotations, or a size that differs (EXIF rotation)
+                self.unlabelled += 1
+        self.remaining -= 1
+
+    def finish(self, dim: int) -> Chunk:
+        slots = self.slots
+        return Chunk(
+            positions=np.array([p for p, *_ in self.images], dtype=np.int64),
+            width=np.array([w for _, w, _, _ in self.images], dtype=np.int32),
+            height=np.array([h for _, _, h, _ in self.images], dtype=np.int32),
+            error=np.array([e for *_, e in self.images], dtype=str),
+            slot_position=np.array([p for p, r in slots for _ in r.prototype], dtype=np.int64),
+            prototype=_cat([r.prototype for _, r in slots], np.int64, (0,)),
+            area=_cat([r.area for _, r in slots], np.float32, (0,)),
+            score=_cat([r.score for _, r in slots], np.float32, (0,)),
+            bbox=_cat([r.bbox for _, r in slots], np.int32, (0, 4)),
+            embedding=_cat([r.embedding for _, r in slots], np.float32, (0, dim)),
+            confusion=self.confusion.counts if self.with_labels else np.zeros((0, 0), np.int64),
+            evaluated=np.int64(self.evaluated),
+            unlabelled=np.int64(self.unlabelled),
+        )
+
+
+def _cat(parts: list[np.ndarray], dtype, empty_shape: tuple[int, ...]) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(empty_shape, dtype)
+
+
+def build_index(cfg: BuildConfig, on_chunk: Callable[[int], None] | None = None) -> Path | None:
+    """Build the index described by `cfg`; returns its path (None on ranks other than 0).
+
+    on_chunk(j) is called after chunk j of this process is saved (tests use it to interrupt).
+    Raises CheckpointError, FileNotFoundError or ValueError with a clear message on bad input.
+    """
+    started = time.time()
+    joined = not distributed.is_distributed()
+    rank_device = distributed.init_from_environment()
+    try:
+        return _build(cfg, on_chunk, rank_device, started)
+    finally:
+        if joined:
+            distributed.cleanup()
+
+
+def _build(cfg, on_chunk, rank_device: torch.device, started: float) -> Path | None:
+    rank, world = distributed.rank(), distributed.world_size()
+    root, out = Path(cfg.images).absolute(), Path(cfg.out).absolute()
+    device = cfg.device or None
+    if distributed.is_distributed() and cfg.device in ("", "cuda"):
+        device = str(rank_device)  # one GPU per process
+    encoder = load_encoder(cfg.checkpoint, device, input_size=cfg.size)
+    paths = list_collection(root, exclude=(out, partial_dir(out)))
+    labels = load_labels(cfg.annotations) if cfg.annotations else None
+    annotation_ids = match_annotations(paths, labels) if labels is not None else None
+    if labels is not None and all(i is None for i in annotation_ids):
+        print(
+            f"warning: no file of {cfg.annotations[0]} is under {root}; image ids are 1..N "
+            "and there is no evaluation",
+            file=sys.stderr,
+        )
+        labels = None
+    image_ids = assign_image_ids(paths, annotation_ids)
+    checkpoint_sha = sha256_file(cfg.checkpoint)
+    settings = {
+        "checkpoint_sha256": checkpoint_sha,
+        "image_root": str(root),
+        "paths_sha256": _digest(paths),
+        "image_ids_sha256": _digest(image_ids),
+        "annotations": [str(Path(p).absolute()) for p in cfg.annotations] if labels else [],
+        "size": encoder.input_size,
+        "chunk_size": cfg.chunk_size,
+        "processes": world,
+    }
+    partial = PartialBuild(partial_dir(out), settings)
+    if cfg.resume:
+        partial.check_resumable()  # every rank raises the same error on a mismatch
+    distributed.barrier()
+    if rank == 0:
+        partial.prepare(cfg.resume)
+    distributed.barrier()
+    label_source = _LabelSource(labels, annotation_ids) if labels is not None else None
+    _extract_share(cfg, encoder, root, paths, image_ids, label_source, partial, on_chunk)
+    distributed.barrier()
+    if rank != 0:
+        return None
+    merged = _merge(partial, len(paths), world, cfg.chunk_size, encoder, labels)
+    _write_index(cfg, encoder, merged, paths, image_ids, labels, partial, checkpoint_sha, started)
+    replace_directory(partial.index_dir, out)
+    partial.remove()
+    return out
+
+
+def _digest(values: list) -> str:
+    return hashlib.sha256("\n".join(map(str, values)).encode()).hexdigest()
+
+
+def _extract_share(
+    cfg: BuildConfig,
+    encoder: SlotConEncoder,
+    root: Path,
+    paths: list[str],
+    image_ids: list[int],
+    label_source: _LabelSource | None,
+    partial: PartialBuild,
+    on_chunk: Callable[[int], None] | None,
+) -> None:
+    """Extract this process's chunks that are not finished yet, saving each when complete."""
+    rank, world = distributed.rank(), distributed.world_size()
+    K, D = encoder.num_prototypes, encoder.cfg.dim_out
+    C = label_source.labels.num_classes if label_source is not None else 0
+    chunks = shard(len(paths), rank, world, cfg.chunk_size)
+    todo = [
+        j
+        for j, positions in enumerate(chunks)
+        if not (cfg.resume and partial.is_finished(rank, world, j, image_ids))
+    ]
+    done_images = sum(len(c) for j, c in enumerate(chunks) if j not in set(todo))
+    if not todo:
+        return
+    chunk_of = {p: j for j in todo for p in chunks[j]}
+    builders = {j: _ChunkBuilder(chunks[j], K, C) for j in todo}
+    batches = [
+        chunks[j][i : i + cfg.batch_size]
+        for j in todo
+        for i in range(0, len(chunks[j]), cfg.batch_size)
+    ]
+    geometry = Geometry(encoder.stride, encoder.input_size)
+    dataset = ImageFiles(root, paths, geometry, label_source)
+    loader = make_loader(dataset, batches, cfg.workers, pin_memory=encoder.device.type == "cuda")
+    total = sum(len(c) for c in chunks)
+    desc = "extract" if world == 1 else f"extract (process {rank}/{world})"
+    with tqdm(
+        total=total, initial=done_images, desc=desc, unit="img", disable=rank != 0, smoothing=0.1
+    ) as bar:
+        for batch in loader:
+            results = iter(extract_batch(encoder, batch))
+            for item in batch.items:
+                j = chunk_of[item.position]
+                builder = builders[j]
+                if item.error:
+                    bar.write(f"skipping {item.error}", file=sys.stderr)
+                    builder.skip(item.position, item.error)
+                else:
+                    result = next(results)
+                    target = assignment_path(partial.index_dir, image_ids[item.position])
+                    write_assignment(target, result.assignment, K)
+                    builder.add(item.position, result, item.labels)
+                if builder.remaining == 0:
+                    builder.finish(D).save(partial.chunk_path(rank, world, j))
+                    del builders[j]
+                    if on_chunk is not None:
+                        on_chunk(j)
+            bar.update(len(batch.items))
+
+
+def _merge(
+    partial: PartialBuild,
+    num_images: int,
+    world: int,
+    chunk_size: int,
+    encoder: SlotConEncoder,
+    labels: CocoLabels | None,
+) -> Chunk:
+    """All processes' chunks in one, checked to cover every image exactly once."""
+    files = [
+        partial.chunk_path(r, world, j)
+        for r in range(world)
+        for j in range(len(shard(num_images, r, world, chunk_size)))
+    ]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise RuntimeError(f"chunks missing after extraction: {', '.join(missing[:5])}")
+    C = labels.num_classes if labels is not None else 0
+    merged = Chunk.concatenate(
+        [Chunk.load(f) for f in files], encoder.cfg.dim_out, (encoder.num_prototypes, C)
+    )
+    if not np.array_equal(merged.positions, np.arange(num_images)):
+        raise RuntimeError("the chunks do not cover the collection exactly once")
+    return merged
+
+
+def _write_index(
+    cfg: BuildConfig,
+    encoder: SlotConEncoder,
+    merged: Chunk,
+    paths: list[str],
+    image_ids: list[int],
+    labels: CocoLabels | None,
+    partial: PartialBuild,
+    checkpoint_sha: str,
+    started: float,
+) -> None:
+    """Tables, prototype vectors, faiss index, evaluation and manifest into the build dir."""
+    target = partial.index_dir
+    skipped = [
+        {"path": paths[p], "reason": str(e)} for p, e in zip(merged.positions, merged.error) if e
+    ]
+    if len(skipped) == len(paths):
+        raise ValueError(f"none of the {len(paths)} image files under {cfg.images} is readable")
+    K = encoder.num_prototypes
+    images = images_table(merged, paths, image_ids)
+    slots = slots_table(merged, image_ids)
+    vectors = encoder.prototypes.cpu().numpy().astype(np.float32)  # (K, D)
+    confusion = merged.confusion if labels is not None else None
+    class_names = labels.class_names if labels is not None else []
+    prototypes = prototypes_table(slots, K, confusion, class_names)
+    images.to_parquet(target / IMAGES, index=False)
+    slots.to_parquet(target / SLOTS, index=False)
+    prototypes.to_parquet(target / PROTOTYPES, index=False)
+    np.save(target / PROTOTYPE_VECTORS, vectors)
+    index, faiss_info = build_faiss(merged.embedding, slots["slot_id"].to_numpy(), cfg.index_type)
+    save_faiss(index, target / FAISS)
+    if labels is not None:
+        np.save(target / CONFUSION, confusion)
+        evaluation = scores_dict(confusion, vectors, labels.class_names, labels.class_is_thing)
+        evaluation.update(
+            images_evaluated=int(merged.evaluated),
+            images_without_labels=int(merged.unlabelled),
+            annotations=[str(Path(p).absolute()) for p in cfg.annotations],
+        )
+        write_json_atomic(target / EVALUATION, evaluation)
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "checkpoint": {"path": str(Path(cfg.checkpoint).absolute()), "sha256": checkpoint_sha},
+        "model": {
+            "config": asdict(encoder.cfg),
+            "arch": encoder.cfg.arch,
+            "width": encoder.cfg.width,
+            "num_prototypes": K,
+            "dim": encoder.cfg.dim_out,
+            "input_size": encoder.input_size,
+            "stride": encoder.stride,
+        },
+        "image_root": str(Path(cfg.images).absolute()),
+        "annotations": [str(Path(p).absolute()) for p in cfg.annotations] if labels else [],
+        "image_ids": "annotations" if labels is not None else "path order",
+        "class_names": list(class_names),
+        "class_is_thing": list(labels.class_is_thing) if labels is not None else [],
+        "counts": {"images": len(images), "slots": len(slots), "skipped": len(skipped)},
+        "skipped": skipped,
+        "faiss": faiss_info,
+        "build": {
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(time.time() - started, 2),
+            "processes": distributed.world_size(),
+            "device": str(encoder.device),
+            "batch_size": cfg.batch_size,
+            "chunk_size": cfg.chunk_size,
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "faiss": faiss.__version__,
+            "numpy": np.__version__,
+            "pandas": pd.__version__,
+        },
+    }
+    write_json_atomic(target / MANIFEST, manifest)

@@ -1,0 +1,271 @@
+"""Command lines: python -m indexing {build, evaluate, figure} (see --help of each).
+
+    python -m indexing build --checkpoint assets/demo_encoder.pt --images data/scenes/val \\
+        --annotations data/scenes/annotations/instances_val.json --out data/index-demo
+    torchrun --nproc_per_node=4 -m indexing build ...        # one process per GPU
+    python -m indexing evaluate --index data/index-demo --out-json scores.json
+    python -m indexing figure --index data/index-demo --out prototypes.png --k 5
+
+Bad input (missing checkpoint, empty folder, an index of another model ...) prints
+`error: ...` and exits with status 1; bad arguments exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from indexing.store import MANIFEST
+
+
+def _add_build(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "build",
+        help="extract every image's slots and write an index directory",
+        description="Extract the slots of every image under --images with a SlotCon checkpoint "
+        "and write an index (tables, faiss, assignment maps). Several processes: "
+        "torchrun --nproc_per_node=N -m indexing build ...",
+    )
+    p.add_argument("--checkpoint", type=Path, required=True, help="encoder or training checkpoint")
+    p.add_argument("--images", type=Path, required=True, help="image folder (searched recursively)")
+    p.add_argument(
+        "--annotations",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="JSON",
+        help="COCO instances JSON [and COCO-Stuff stuff JSON]: image ids from the JSON, plus "
+        "per-prototype dominant class / purity and mIoU in evaluation.json",
+    )
+    p.add_argument("--out", type=Path, required=True, help="index directory to write")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="shorter image side fed to the encoder; default the model's (448 for ResNet-50, "
+        "as the whole COCO images; 192 for small models)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="images per forward pass: 16 on CPU, 64 on a GPU for ResNet-50 at 448",
+    )
+    p.add_argument("--device", default="", help="cpu | cuda | cuda:N (default: GPU when present)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="image-decoding processes per build process; 4-8 per GPU, 0 = main process",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue an interrupted build from its last chunk"
+    )
+    p.add_argument(
+        "--index-type",
+        choices=("flat", "ivf"),
+        default="flat",
+        help="flat: exact search, best up to about a million slots; ivf: approximate "
+        "(IVF-PQ), for millions",
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=int,
+        default=256,
+        help="images per saved chunk; an interrupted build loses at most one chunk per process",
+    )
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="unsupervised segmentation scores (Hungarian and majority vote)",
+        description="Score the index's prototype maps against annotations: mIoU and pixel "
+        "accuracy with Hungarian matching (PiCIE/STEGO) and with majority vote.",
+    )
+    p.add_argument("--index", type=Path, required=True, help="index directory")
+    p.add_argument(
+        "--annotations",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="COCO instances JSON [+ COCO-Stuff stuff JSON]; default: those of the build",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=("index", "cocostuff27"),
+        default="index",
+        help="index: stored maps at image resolution, the annotations' classes; cocostuff27: "
+        "curated val2017 list, 320 px centre crops, 27 coarse classes (needs --checkpoint)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="the index's checkpoint: checked against it; cocostuff27 recomputes dots with it",
+    )
+    p.add_argument(
+        "--stuffthing-dir",
+        type=Path,
+        default=None,
+        help="cocostuff27: COCO-Stuff stuffthingmaps PNG folder (e.g. stuffthingmaps/val2017) "
+        "instead of JSON annotations",
+    )
+    p.add_argument(
+        "--curated",
+        type=Path,
+        default=None,
+        help="cocostuff27: image list (one zero-padded id a line); default the 2,175-image "
+        "curated list of IIC / PiCIE / STEGO",
+    )
+    p.add_argument("--batch-size", type=int, default=16, help="cocostuff27: images per pass")
+    p.add_argument("--device", default="", help="cocostuff27: cpu | cuda (default: GPU if any)")
+    p.add_argument("--out-json", type=Path, default=None, help="write the scores as JSON")
+    p.add_argument("--out-csv", type=Path, default=None, help="write per-class IoU rows as CSV")
+
+
+def _add_figure(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "figure",
+        help="PNG grid of prototypes and their top segments (the paper's Figure 3)",
+        description="One row per prototype, its top-k segments by score with the prototype's "
+        "mask in red (alpha 0.6).",
+    )
+    p.add_argument("--index", type=Path, required=True, help="index directory")
+    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    p.add_argument(
+        "--prototypes", type=int, nargs="+", default=None, help="prototype ids (default: sampled)"
+    )
+    p.add_argument("--k", type=int, default=5, help="segments per prototype; 5 as in the paper")
+    p.add_argument(
+        "--sample", type=int, default=8, help="prototypes drawn when --prototypes is not given"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the prototype sample")
+    p.add_argument("--cell", type=int, default=128, help="thumbnail side in pixels")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m indexing",
+        description="Index an image collection with a SlotCon model, score it, draw it.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{build,evaluate,figure}")
+    _add_build(sub)
+    _add_evaluate(sub)
+    _add_figure(sub)
+    return parser
+
+
+def main(args: argparse.Namespace) -> None:
+    """Run one command; known errors print `error: ...` and exit with status 1."""
+    commands = {"build": run_build, "evaluate": run_evaluate, "figure": run_figure}
+    try:
+        commands[args.command](args)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(130)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError, OSError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)
+
+
+def run_build(args: argparse.Namespace) -> None:
+    from indexing.build import BuildConfig, build_index
+
+    cfg = BuildConfig(
+        checkpoint=args.checkpoint,
+        images=args.images,
+        out=args.out,
+        annotations=tuple(args.annotations),
+        size=args.size,
+        batch_size=args.batch_size,
+        device=args.device,
+        workers=args.workers,
+        resume=args.resume,
+        index_type=args.index_type,
+        chunk_size=args.chunk_size,
+    )
+    out = build_index(cfg)
+    if out is None:  # not rank 0 of several processes
+        return
+    manifest = json.loads((out / MANIFEST).read_text())
+    counts, seconds = manifest["counts"], manifest["build"]["seconds"]
+    print(
+        f"indexed {counts['images']} images ({counts['slots']} slots, {counts['skipped']} "
+        f"skipped) into {out} in {seconds:.1f} s"
+    )
+    for item in manifest["skipped"][:10]:
+        print(f"  skipped {item['path']}: {item['reason']}")
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from indexing import evaluate
+    from indexing.collection import load_labels
+    from indexing.concept_index import ConceptIndex
+
+    index = ConceptIndex.open(args.index, checkpoint=args.checkpoint, gpu=False)
+    annotations = args.annotations or [Path(p) for p in index.manifest.get("annotations", [])]
+    result: dict = {"protocol": args.protocol, "index": str(index.root)}
+    vectors = index.prototype_vectors()
+    if args.protocol == "index":
+        if not annotations:
+            raise ValueError(f"{index.root} was built without annotations: give --annotations")
+        labels = load_labels(annotations)
+        counts, evaluated, unlabelled = evaluate.index_confusion(index, labels)
+        extra = {"images_evaluated": evaluated, "images_without_labels": unlabelled}
+    else:
+        if args.checkpoint is None:
+            raise ValueError("--protocol cocostuff27 needs --checkpoint (dots are recomputed)")
+        from model.encoder import load_encoder
+
+        if not (annotations or args.stuffthing_dir):
+            raise ValueError(
+                "cocostuff27 needs labels: --annotations instances.json stuff.json "
+                "(COCO-Stuff ids) or --stuffthing-dir"
+            )
+        encoder = load_encoder(args.checkpoint, args.device or None)
+        labels = None if args.stuffthing_dir else load_labels(annotations, coarse=True)
+        if labels is None and not args.stuffthing_dir.is_dir():
+            raise FileNotFoundError(f"stuffthingmaps folder not found: {args.stuffthing_dir}")
+        curated = evaluate.read_curated(args.curated or evaluate.CURATED_LIST)
+        counts, evaluated, missing = evaluate.cocostuff27_confusion(
+            index, encoder, curated, labels, args.stuffthing_dir, args.batch_size
+        )
+        extra = {"images_evaluated": evaluated, "images_missing": missing}
+    if evaluated == 0:
+        raise ValueError("no image could be evaluated (no indexed image has labels)")
+    from indexing.cocostuff import COCOSTUFF27_CLASSES, COCOSTUFF27_IS_THING
+
+    if labels is not None:
+        names, is_thing = labels.class_names, labels.class_is_thing
+    else:
+        names, is_thing = list(COCOSTUFF27_CLASSES), list(COCOSTUFF27_IS_THING)
+    result.update(evaluate.scores_dict(counts, vectors, names, is_thing))
+    result.update(extra, annotations=[str(p) for p in annotations] if labels else [])
+    print(evaluate.format_table(result))
+    print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in extra.items()))
+    if args.out_json:
+        args.out_json.write_text(json.dumps(result, indent=1) + "\n")
+    if args.out_csv:
+        evaluate.write_csv(result, args.out_csv, is_thing)
+
+
+def run_figure(args: argparse.Namespace) -> None:
+    from indexing.concept_index import ConceptIndex
+    from indexing.figure import prototype_figure, sample_prototypes
+
+    if args.k < 1 or args.cell < 16 or args.sample < 1:
+        raise ValueError("--k and --sample must be >= 1 and --cell >= 16")
+    index = ConceptIndex.open(args.index, gpu=False)
+    prototypes = args.prototypes or sample_prototypes(index, args.sample, args.seed)
+    if not prototypes:
+        raise ValueError(f"{index.root} has no slots to draw")
+    figure = prototype_figure(index, prototypes, args.k, args.cell)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    figure.save(args.out, format="PNG")
+    print(f"wrote {args.out} ({figure.width} x {figure.height} px, prototypes {prototypes})")

@@ -1,0 +1,370 @@
+"""ConceptIndex: read-only queries over an index directory (load once, query many times).
+
+The tables are loaded once into arrays at open; a query reads them and the faiss index, never
+the image collection. Any number of threads may query one ConceptIndex at once (faiss releases
+the GIL; the arrays are read-only); only label writes take a lock.
+
+Conventions: area = fraction of the image's pixels in [0, 1]; bbox = [x, y, w, h] in pixels
+of the original image (x right, y down); score = mean cosine of the prototype over the slot's
+pixels; similarity = cosine between L2-normalised slot embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from indexing.extract import bounding_boxes
+from indexing.labels import LabelStore
+from indexing.search import SlotSearcher, load_faiss
+from indexing.store import (
+    CONFUSION,
+    EVALUATION,
+    FAISS,
+    IMAGES,
+    PROTOTYPE_VECTORS,
+    PROTOTYPES,
+    SLOTS,
+    IndexFormatError,
+    assignment_path,
+    labels_path,
+    read_assignment,
+    read_manifest,
+    sha256_file,
+)
+from indexing.tables import rank_by_score
+from model.encoder import ImageGrouping, SlotConEncoder
+
+SEGMENT_COLUMNS = ["slot_id", "image_id", "prototype", "area", "score", "bbox"]
+
+
+class IndexMismatchError(ValueError):
+    """The index was built with another checkpoint (or model) than the one given."""
+
+
+class ImageRecord(NamedTuple):
+    image_id: int
+    path: Path  # absolute path of the image file
+    width: int  # W, pixels
+    height: int  # H, pixels
+    slots: pd.DataFrame  # [slot_id, image_id, prototype, area, score, bbox], prototype order
+    assignment: np.ndarray  # (H, W) int16 prototype of each pixel, image resolution
+
+
+class QueryResult(NamedTuple):
+    grouping: ImageGrouping  # the uploaded image's grouping (assignment (H, W), slots (K, D))
+    segments: pd.DataFrame  # [prototype, area, score, bbox] of present prototypes, area desc
+    neighbours: dict[int, pd.DataFrame]  # prototype -> similar() of its slot in the collection
+
+
+class ConceptIndex:
+    """Queries over one index directory; create with ConceptIndex.open(dir)."""
+
+    def __init__(self, root: Path, manifest: dict, gpu: bool | None = None):
+        """Use ConceptIndex.open, which checks the directory and the checkpoint first."""
+        self.root = Path(root)
+        self.manifest = manifest
+        self.num_prototypes = int(manifest["model"]["num_prototypes"])  # K
+        self.dim = int(manifest["model"]["dim"])  # D
+        self.image_root = Path(manifest["image_root"])
+        self.class_names: list[str] = list(manifest.get("class_names", []))
+        self.checkpoint_sha256: str = manifest["checkpoint"]["sha256"]
+        try:
+            self._load_tables()
+            store = load_faiss(self.root / FAISS, manifest["faiss"].get("nprobe"))
+        except (OSError, KeyError, ValueError, RuntimeError) as error:
+            raise IndexFormatError(f"{self.root}: incomplete or damaged index ({error})") from error
+        self._searcher = SlotSearcher(store, gpu)
+        if self._searcher.ntotal != len(self._slot_id) or self._searcher.dim != self.dim:
+            raise IndexFormatError(f"{self.root}: faiss index and slots table disagree")
+        self._labels = LabelStore(
+            labels_path(self.root), self.checkpoint_sha256, self.num_prototypes
+        )
+
+    @classmethod
+    def open(
+        cls, root: str | Path, checkpoint: str | Path | None = None, gpu: bool | None = None
+    ) -> ConceptIndex:
+        """Open an index directory. With `checkpoint`, refuse (IndexMismatchError) an index built
+        with another one. gpu: None = faiss on a GPU when it has one, False = CPU.
+        FileNotFoundError / IndexFormatError for a directory that is not (this version's) index."""
+        root = Path(root).absolute()
+        manifest = read_manifest(root)
+        if checkpoint is not None:
+            check_checkpoint(manifest, checkpoint, root)
+        return cls(root, manifest, gpu)
+
+    # ---- loading --------------------------------------------------------------------------------
+
+    def _load_tables(self) -> None:
+        images = pd.read_parquet(self.root / IMAGES)
+        slots = pd.read_parquet(self.root / SLOTS)
+        self._prototypes = pd.read_parquet(self.root / PROTOTYPES)
+        self._vectors = _frozen(np.load(self.root / PROTOTYPE_VECTORS).astype(np.float32))
+        self._images = images.reset_index(drop=True)
+        self._image_row = {int(i): r for r, i in enumerate(images["image_id"].to_numpy())}
+        self._slot_id = _frozen(slots["slot_id"].to_numpy(np.int64))
+        if not np.array_equal(self._slot_id, np.arange(len(slots))):
+            raise ValueError("slot ids are not 0..S-1 in order")
+        self._slot_image = _frozen(slots["image_id"].to_numpy(np.int64))
+        self._slot_proto = _frozen(slots["prototype"].to_numpy(np.int64))
+        self._slot_area = _frozen(slots["area"].to_numpy(np.float32))
+        self._slot_score = _frozen(slots["score"].to_numpy(np.float32))
+        self._slot_bbox = _frozen(
+            slots[["bbox_x", "bbox_y", "bbox_w", "bbox_h"]].to_numpy(np.int64)
+        )  # (S, 4) XYWH
+        # per prototype: slot rows ranked by score (desc), prototype k at [starts[k], starts[k+1])
+        self._ranked = _frozen(rank_by_score(slots))
+        counts = np.bincount(self._slot_proto, minlength=self.num_prototypes)
+        self._proto_start = _frozen(np.concatenate([[0], np.cumsum(counts)]))
+        # per image: its slots are rows [first, first + count) (rows follow the image order)
+        ids, first, count = np.unique(self._slot_image, return_index=True, return_counts=True)
+        self._image_slots = {int(i): (int(f), int(f + c)) for i, f, c in zip(ids, first, count)}
+        evaluation = self.root / EVALUATION
+        self._evaluation = json.loads(evaluation.read_text()) if evaluation.is_file() else None
+
+    # ---- tables ---------------------------------------------------------------------------------
+
+    @property
+    def num_slots(self) -> int:
+        return len(self._slot_id)
+
+    def prototypes(self) -> pd.DataFrame:
+        """One row per prototype 0..K-1: prototype, images, slots, mean_area, mean_score, label,
+        dominant_class, purity (NaN / "" without annotations; label "" when unnamed)."""
+        table = self._prototypes[
+            ["prototype", "images", "slots", "mean_area", "mean_score", "dominant_class", "purity"]
+        ].copy()
+        names = self._labels.labels()
+        table.insert(5, "label", [names.get(int(k), "") for k in table["prototype"]])
+        return table
+
+    def prototype_vectors(self) -> np.ndarray:
+        """(K, D) float32 L2-normalised prototype vectors (a copy)."""
+        return self._vectors.copy()
+
+    def images_table(self) -> pd.DataFrame:
+        """image_id, path (relative to image_root), width, height of every indexed image."""
+        return self._images.copy()
+
+    def image_ids(self) -> list[int]:
+        """Ids of the indexed images, in path order."""
+        return [int(i) for i in self._images["image_id"]]
+
+    def confusion(self) -> np.ndarray | None:
+        """(K, C) int64 pixel counts of (prototype, class) from the build, None without."""
+        path = self.root / CONFUSION
+        return np.load(path) if path.is_file() else None
+
+    def evaluation(self) -> dict | None:
+        """The build's scores {"majority": ..., "hungarian": ...} (fractions in [0, 1]), or None
+        when the index was built without annotations."""
+        return json.loads(json.dumps(self._evaluation)) if self._evaluation is not None else None
+
+    # ---- queries --------------------------------------------------------------------------------
+
+    def _rows(self, rows: np.ndarray) -> pd.DataFrame:
+        rows = np.asarray(rows, dtype=np.int64)
+        return pd.DataFrame(
+            {
+                "slot_id": self._slot_id[rows],
+                "image_id": self._slot_image[rows],
+                "prototype": self._slot_proto[rows],
+                "area": self._slot_area[rows],
+                "score": self._slot_score[rows],
+                "bbox": [[int(v) for v in box] for box in self._slot_bbox[rows]],
+            },
+            columns=SEGMENT_COLUMNS,
+        )
+
+    def _check_prototype(self, prototype: int) -> int:
+        if not 0 <= int(prototype) < self.num_prototypes:
+            raise KeyError(
+                f"unknown prototype {prototype}: the index has prototypes 0.."
+                f"{self.num_prototypes - 1}"
+            )
+        return int(prototype)
+
+    def _check_slot(self, slot_id: int) -> int:
+        if not 0 <= int(slot_id) < self.num_slots:
+            raise KeyError(
+                f"unknown slot id {slot_id}: the index has slots 0..{self.num_slots - 1}"
+            )
+        return int(slot_id)
+
+    def top_segments(self, prototype: int, k: int = 10) -> pd.DataFrame:
+        """The prototype's k best slots by score (desc; ties by slot_id):
+        DataFrame[slot_id, image_id, prototype, area, score, bbox]."""
+        p = self._check_prototype(prototype)
+        start, end = self._proto_start[p], self._proto_start[p + 1]
+        return self._rows(self._ranked[start : min(end, start + max(0, int(k)))])
+
+    def slot(self, slot_id: int) -> dict:
+        """{slot_id, image_id, prototype, area, score, bbox} of one slot (plain Python values)."""
+        i = self._check_slot(slot_id)
+        return {
+            "slot_id": i,
+            "image_id": int(self._slot_image[i]),
+            "prototype": int(self._slot_proto[i]),
+            "area": float(self._slot_area[i]),
+            "score": float(self._slot_score[i]),
+            "bbox": [int(v) for v in self._slot_bbox[i]],
+        }
+
+    def similar(
+        self,
+        slot_id: int | None = None,
+        vector: np.ndarray | None = None,
+        k: int = 10,
+        exclude_same_image: bool = True,
+        prototype: int | None = None,
+    ) -> pd.DataFrame:
+        """The k slots nearest to a slot (or to a (D,) vector) by cosine, best first:
+        DataFrame[slot_id, image_id, prototype, area, score, bbox, similarity].
+
+        exclude_same_image drops the query slot's own image (with slot_id only; with it off,
+        a slot is its own nearest neighbour). prototype: only slots of that prototype. faiss is
+        asked for more results than k and they are filtered; the fetch grows until k remain or
+        the index is exhausted.
+        """
+        if (slot_id is None) == (vector is None):
+            raise ValueError("give exactly one of slot_id and vector")
+        own_image = None
+        if slot_id is not None:
+            slot_id = self._check_slot(slot_id)
+            query = self._searcher.reconstruct(slot_id)
+            if exclude_same_image:
+                own_image = int(self._slot_image[slot_id])
+        else:
+            query = np.asarray(vector, dtype=np.float32).reshape(-1)
+            if query.shape != (self.dim,) or not np.all(np.isfinite(query)):
+                raise ValueError(f"vector must be ({self.dim},) finite, got {query.shape}")
+        norm = float(np.linalg.norm(query))
+        if norm == 0:
+            raise ValueError("cannot search with an all-zero vector")
+        query = query / norm
+        pool = self.num_slots
+        if prototype is not None:
+            p = self._check_prototype(prototype)
+            pool = int(self._proto_start[p + 1] - self._proto_start[p])
+        k = int(k)
+        if k <= 0 or pool == 0:
+            return self._with_similarity(np.zeros(0, np.int64), np.zeros(0, np.float32))
+        S = self.num_slots
+        fetch = math.ceil(k * S / pool) + (self.num_prototypes if own_image is not None else 0)
+        while True:
+            fetch = min(fetch, S)
+            sims, ids = self._searcher.search(query[None], fetch)
+            sims, ids = sims[0], ids[0]
+            keep = ids >= 0
+            if own_image is not None:
+                keep &= self._slot_image[np.maximum(ids, 0)] != own_image
+            if prototype is not None:
+                keep &= self._slot_proto[np.maximum(ids, 0)] == prototype
+            if keep.sum() >= k or fetch >= S:
+                break
+            fetch *= 4
+        return self._with_similarity(ids[keep][:k], sims[keep][:k])
+
+    def _with_similarity(self, ids: np.ndarray, sims: np.ndarray) -> pd.DataFrame:
+        table = self._rows(ids)
+        table["similarity"] = sims.astype(np.float32)
+        return table
+
+    def image(self, image_id: int) -> ImageRecord:
+        """An indexed image: absolute path, size, slots and its (H, W) assignment map."""
+        row = self._images.iloc[self._image_row_of(image_id)]
+        return ImageRecord(
+            image_id=int(image_id),
+            path=self.image_root / row["path"],
+            width=int(row["width"]),
+            height=int(row["height"]),
+            slots=self._rows(np.arange(*self._image_slots.get(int(image_id), (0, 0)))),
+            assignment=self.assignment(image_id),
+        )
+
+    def _image_row_of(self, image_id: int) -> int:
+        try:
+            return self._image_row[int(image_id)]
+        except KeyError:
+            raise KeyError(f"unknown image id {image_id}: not in the index {self.root}") from None
+
+    def assignment(self, image_id: int) -> np.ndarray:
+        """(H, W) int16 prototype map of an indexed image at its resolution."""
+        self._image_row_of(image_id)
+        return read_assignment(assignment_path(self.root, image_id))
+
+    def query_image(self, image: Image.Image, encoder: SlotConEncoder, k: int = 5) -> QueryResult:
+        """Group an uploaded image with `encoder` (the index's model) and find, for each of its
+        segments, the k most similar slots of the collection. Changes nothing on disk."""
+        self.check_encoder(encoder)
+        grouping = encoder.group(
+            image.convert("RGB"), size=int(self.manifest["model"]["input_size"])
+        )
+        H, W = grouping.assignment.shape
+        present = np.flatnonzero(grouping.pixels > 0)
+        boxes = bounding_boxes(grouping.assignment, self.num_prototypes)[present]
+        segments = pd.DataFrame(
+            {
+                "prototype": present.astype(np.int64),
+                "area": (grouping.pixels[present] / float(H * W)).astype(np.float32),
+                "score": grouping.score[present].astype(np.float32),
+                "bbox": [[int(v) for v in box] for box in boxes],
+            }
+        )
+        segments = segments.sort_values(["area", "prototype"], ascending=[False, True])
+        segments = segments.reset_index(drop=True)
+        neighbours = {
+            int(p): self.similar(vector=grouping.slots[p], k=k, exclude_same_image=False)
+            for p in segments["prototype"]
+        }
+        return QueryResult(grouping, segments, neighbours)
+
+    def check_encoder(self, encoder: SlotConEncoder) -> None:
+        """IndexMismatchError unless the encoder has this index's prototypes (same model)."""
+        vectors = encoder.prototypes.cpu().numpy()
+        if vectors.shape != self._vectors.shape or not np.allclose(
+            vectors, self._vectors, atol=1e-4
+        ):
+            raise IndexMismatchError(
+                f"the encoder ({vectors.shape[0]} prototypes of size {vectors.shape[1]}) is not "
+                f"the model the index {self.root} was built with (checkpoint SHA-256 "
+                f"{self.checkpoint_sha256[:12]}...)"
+            )
+
+    # ---- names ----------------------------------------------------------------------------------
+
+    def labels(self) -> dict[int, str]:
+        """{prototype: name} chosen by the user (kept beside the index, per checkpoint)."""
+        return self._labels.labels()
+
+    def set_label(self, prototype: int, name: str) -> None:
+        """Name a prototype ("" removes the name); saved atomically in <index>.labels.json."""
+        self._labels.set_label(self._check_prototype(prototype), name)
+
+
+def check_checkpoint(manifest: dict, checkpoint: str | Path, root: Path) -> None:
+    """IndexMismatchError unless `checkpoint`'s SHA-256 is the one the index was built with."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    expected = manifest["checkpoint"]["sha256"]
+    actual = sha256_file(path)
+    if actual != expected:
+        raise IndexMismatchError(
+            f"the index {root} was built with another checkpoint: index SHA-256 "
+            f"{expected[:12]}... ({Path(manifest['checkpoint'].get('path', '?')).name}), "
+            f"{path.name} has SHA-256 {actual[:12]}...; rebuild the index with "
+            "`python -m indexing build` or open it with its own checkpoint"
+        )
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array

@@ -1,0 +1,173 @@
+"""Batched extraction: image files -> per-image slot rows, embeddings and assignment maps.
+
+Workers of a DataLoader decode and preprocess (and rasterise ground truth); the main process
+pads each batch to a common size, runs the encoder with a valid-cell mask (slots pool only real
+pixels), and turns each image's dots into slot rows at image resolution (model.assign_pixels).
+An unreadable file becomes an item with an error message, never an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from model.data import UnreadableImage, load_rgb
+from model.encoder import Preprocessed, SlotConEncoder, assign_pixels
+
+MAX_PIXELS = 100_000_000  # larger images are skipped (their maps alone would take 200 MB)
+
+
+class Geometry(NamedTuple):
+    """What SlotConEncoder.preprocess reads of the encoder; cheap to send to workers."""
+
+    stride: int  # output stride of the encoder
+    input_size: int  # shorter side the images are resized to
+
+
+def preprocess(geometry: Geometry, image) -> tuple[torch.Tensor, Preprocessed]:
+    """The encoder's own preprocessing (shorter side, stride padding), without the weights."""
+    return SlotConEncoder.preprocess(geometry, image)  # only reads .stride and .input_size
+
+
+class Item(NamedTuple):
+    position: int  # index of the image in the collection's sorted path list
+    x: torch.Tensor | None  # (3, H', W') normalised, padded to the stride; None if unreadable
+    info: Preprocessed | None
+    error: str  # "" or why the file was skipped
+    labels: np.ndarray | None  # (H, W) uint8 ground truth, 255 unlabelled; None without
+
+
+class ImageFiles(Dataset):
+    """Item i of `positions`: the decoded, preprocessed image (and its label map)."""
+
+    def __init__(
+        self,
+        root: Path,
+        paths: Sequence[str],
+        geometry: Geometry,
+        labels: Callable[[int], np.ndarray | None] | None = None,
+    ):
+        self.root, self.paths, self.geometry, self.labels = Path(root), paths, geometry, labels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, position: int) -> Item:
+        try:
+            image = load_rgb(self.root / self.paths[position], max_pixels=MAX_PIXELS)
+        except UnreadableImage as error:
+            return Item(position, None, None, str(error), None)
+        except Exception as error:  # a vanished file, a broken EXIF block ...:
+            # one bad file must not stop the build; it is reported in the manifest
+            reason = f"{self.paths[position]}: {type(error).__name__}: {error}"
+            return Item(position, None, None, reason, None)
+        x, info = preprocess(self.geometry, image)
+        labels = self.labels(position) if self.labels is not None else None
+        return Item(position, x[0], info, "", labels)
+
+
+class Batch(NamedTuple):
+    items: list[Item]  # every item of the batch, readable or not
+    x: torch.Tensor | None  # (B, 3, H', W') the readable images, zero-padded to a common size
+    infos: list[Preprocessed]  # of the readable images, in order
+
+
+def collate(items: list[Item]) -> Batch:
+    """Pad the readable images of a batch bottom/right to the largest H', W' of the batch."""
+    ok = [item for item in items if item.x is not None]
+    if not ok:
+        return Batch(items, None, [])
+    H = max(item.x.shape[1] for item in ok)
+    W = max(item.x.shape[2] for item in ok)
+    x = torch.stack(
+        [F.pad(item.x, (0, W - item.x.shape[2], 0, H - item.x.shape[1])) for item in ok]
+    )
+    return Batch(items, x, [item.info for item in ok])
+
+
+def make_loader(
+    dataset: ImageFiles, batches: list[list[int]], workers: int, pin_memory: bool
+) -> DataLoader:
+    """A DataLoader yielding Batch objects for the given lists of positions, in order."""
+    return DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if workers > 0 else None,
+        persistent_workers=False,
+    )
+
+
+class ImageSlots(NamedTuple):
+    """One image's present slots (S of them, prototype ascending) and its assignment map."""
+
+    assignment: np.ndarray  # (H, W) int16 prototype of each pixel
+    prototype: np.ndarray  # (S,) int64 prototypes with at least one pixel
+    area: np.ndarray  # (S,) float32 fraction of the image's pixels, in (0, 1]
+    score: np.ndarray  # (S,) float32 mean dots (cosine) of the prototype over its pixels
+    bbox: np.ndarray  # (S, 4) int32 [x, y, w, h] of the slot's pixels, image pixels
+    embedding: np.ndarray  # (S, D) float32 L2-normalised slot embedding
+
+
+def bounding_boxes(assignment: np.ndarray, num_prototypes: int) -> np.ndarray:
+    """(K, 4) int32 XYWH box in pixels of each prototype's pixels in an (H, W) map; zeros for
+    prototypes without pixels. One pass over the map (no per-prototype mask)."""
+    H, W = assignment.shape
+    K = num_prototypes
+    a = assignment.astype(np.int64)
+    rows = np.zeros(K * H, dtype=bool)  # rows[k * H + y]: prototype k occurs in row y
+    rows[(a * H + np.arange(H)[:, None]).ravel()] = True
+    cols = np.zeros(K * W, dtype=bool)
+    cols[(a * W + np.arange(W)[None, :]).ravel()] = True
+    rows, cols = rows.reshape(K, H), cols.reshape(K, W)
+    present = rows.any(axis=1)
+    y0 = rows.argmax(axis=1)
+    y1 = H - 1 - rows[:, ::-1].argmax(axis=1)
+    x0 = cols.argmax(axis=1)
+    x1 = W - 1 - cols[:, ::-1].argmax(axis=1)
+    boxes = np.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], axis=1).astype(np.int32)
+    boxes[~present] = 0
+    return boxes
+
+
+def image_slots(
+    dots: torch.Tensor, slots: torch.Tensor, info: Preprocessed, stride: int
+) -> ImageSlots:
+    """One image: dots (K, h, w) of its padded input, slots (K, D) -> ImageSlots.
+
+    Assignment = argmax of the bilinearly upsampled valid dots at image resolution; a prototype
+    with at least one pixel is a slot; score = mean of its dots over its pixels.
+    """
+    assignment, pixels, score = assign_pixels(dots, info, stride)
+    K = pixels.shape[0]
+    present = np.flatnonzero(pixels > 0)
+    W, H = info.image_size
+    embedding = F.normalize(slots.float(), dim=1).cpu().numpy()  # (K, D)
+    return ImageSlots(
+        assignment=assignment,
+        prototype=present.astype(np.int64),
+        area=(pixels[present] / float(H * W)).astype(np.float32),
+        score=score[present].astype(np.float32),
+        bbox=bounding_boxes(assignment, K)[present],
+        embedding=np.ascontiguousarray(embedding[present], dtype=np.float32),
+    )
+
+
+def extract_batch(encoder: SlotConEncoder, batch: Batch) -> list[ImageSlots]:
+    """Run the encoder on a padded batch; ImageSlots of each readable image, in order."""
+    if batch.x is None:
+        return []
+    valid = encoder.valid_mask(batch.infos, tuple(batch.x.shape[-2:]))  # (B, 1, h, w)
+    out = encoder(batch.x, valid)  # dots (B, K, h, w), slots (B, K, D)
+    return [
+        image_slots(out.dots[i], out.slots[i], info, encoder.stride)
+        for i, info in enumerate(batch.infos)
+    ]

@@ -1,0 +1,164 @@
+"""The index directory on disk: file names, manifest, assignment PNGs, atomic writes.
+
+    <index>/manifest.json        format, checkpoint SHA-256 and model shape, image root, counts
+    <index>/images.parquet       image_id, path (relative to the image root, POSIX), width, height
+    <index>/slots.parquet        slot_id, image_id, prototype, area, score, bbox_x/y/w/h
+    <index>/prototypes.parquet   per-prototype statistics and top slot ids by score
+    <index>/prototypes.npy       (K, D) float32 L2-normalised prototype vectors
+    <index>/slots.faiss          L2-normalised slot embeddings keyed by slot_id (inner product)
+    <index>/assignments/<image_id>.png   (H, W) assignment map, 8-bit (K <= 256) or 16-bit
+    <index>/evaluation.json, confusion.npy   with annotations: scores and (K, C) pixel counts
+    <index>.labels.json          beside the directory: the user's prototype names
+
+An index is written in a temporary directory and renamed into place when complete; afterwards
+it is read-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+FORMAT = "slotcon-explorer-index"
+FORMAT_VERSION = 1
+
+MANIFEST = "manifest.json"
+IMAGES = "images.parquet"
+SLOTS = "slots.parquet"
+PROTOTYPES = "prototypes.parquet"
+PROTOTYPE_VECTORS = "prototypes.npy"
+FAISS = "slots.faiss"
+EVALUATION = "evaluation.json"
+CONFUSION = "confusion.npy"
+ASSIGNMENTS = "assignments"
+
+SLOT_COLUMNS = ("slot_id", "image_id", "prototype", "area", "score")
+BBOX_COLUMNS = ("bbox_x", "bbox_y", "bbox_w", "bbox_h")
+
+
+class IndexFormatError(ValueError):
+    """The directory is not an index of this program, or one of an older format."""
+
+
+def sha256_file(path: str | Path, block: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, fsync, rename: never a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | Path, obj: object) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=1, allow_nan=False) + "\n").encode())
+
+
+def read_manifest(root: str | Path) -> dict:
+    """The manifest of an index directory; IndexFormatError when it is not (this) index."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"index directory not found: {root}")
+    path = root / MANIFEST
+    if not path.is_file():
+        hint = " (an interrupted build? rerun it with --resume)" if _is_partial(root) else ""
+        raise IndexFormatError(f"{root} is not an index: it has no {MANIFEST}{hint}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise IndexFormatError(f"{path}: unreadable manifest ({error})") from error
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise IndexFormatError(f"{root} is not a SlotCon Explorer index (format {FORMAT!r})")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise IndexFormatError(
+            f"{root} is an index of format version {version}; this program reads version "
+            f"{FORMAT_VERSION}: rebuild it with `python -m indexing build`"
+        )
+    return manifest
+
+
+def _is_partial(root: Path) -> bool:
+    return root.name.endswith(".partial")
+
+
+def partial_dir(out: str | Path) -> Path:
+    """The temporary build directory of an index at `out`: `<out>.partial`."""
+    out = Path(out)
+    return out.with_name(out.name + ".partial")
+
+
+def labels_path(root: str | Path) -> Path:
+    """The user's prototype names live beside the index: `<index>.labels.json`."""
+    root = Path(root)
+    return root.with_name(root.name + ".labels.json")
+
+
+def assignment_path(root: str | Path, image_id: int) -> Path:
+    return Path(root) / ASSIGNMENTS / f"{int(image_id)}.png"
+
+
+def write_assignment(path: str | Path, assignment: np.ndarray, num_prototypes: int) -> None:
+    """Save an (H, W) prototype map as a lossless PNG: 8-bit when K <= 256, else 16-bit.
+
+    Written in place (the build directory is temporary until it is renamed as a whole).
+    """
+    if num_prototypes <= 256:
+        image = Image.fromarray(np.ascontiguousarray(assignment, dtype=np.uint8))  # L
+    else:
+        image = Image.fromarray(np.ascontiguousarray(assignment, dtype=np.uint16))  # I;16
+    image.save(path, format="PNG", compress_level=1)
+
+
+def read_assignment(path: str | Path) -> np.ndarray:
+    """(H, W) int16 prototype map from an assignment PNG."""
+    with Image.open(path) as image:
+        image.load()
+        return np.asarray(image).astype(np.int16)
+
+
+def replace_directory(new: Path, target: Path) -> None:
+    """Move the complete directory `new` to `target`, replacing an existing one.
+
+    Each rename is atomic; an existing `target` is moved aside first and deleted only after
+    `new` is in place, so an index is at `target` at all times but for the instant between the
+    two renames.
+    """
+    target = Path(target)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.replaced-{secrets.token_hex(4)}")
+        os.rename(target, old)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        if old is not None:
+            os.rename(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,287 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+# --- explorer (web app) fixtures: upload samples, a small index built once per session ---------
+import importlib
+import os
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def write_upload_samples(folder: Path) -> dict[str, Path]:
+    """Files an upload form meets in the wild. Keys: good (a plain JPEG), cmyk, png16, exif
+    (stored 80 x 40 with EXIF orientation 6, i.e. 40 x 80 upright), palette_alpha; bad:
+    not_image, truncated, one_pixel, huge_header (a PNG whose header claims 30000 x 30000),
+    empty."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = {}
+
+    def path(name: str) -> Path:
+        paths[name.split(".")[0]] = folder / name
+        return folder / name
+
+    scene = np.zeros((96, 128, 3), np.uint8)
+    scene[:, :64] = (200, 40, 40)
+    scene[:, 64:] = (40, 40, 200)
+    scene[30:70, 40:90] = (250, 250, 60)
+    Image.fromarray(scene).save(path("good.jpg"), quality=95)
+    Image.new("CMYK", (64, 48), (0, 255, 255, 0)).save(path("cmyk.jpg"))
+    ramp = (np.arange(64 * 48, dtype=np.uint32).reshape(48, 64) * 21).astype(np.uint16)
+    Image.fromarray(ramp).save(path("png16.png"))  # mode I;16
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    Image.fromarray(rng.integers(0, 255, (40, 80, 3), dtype=np.uint8)).save(
+        path("exif.jpg"), exif=exif
+    )
+    palette = Image.new("P", (48, 48))
+    palette.putpalette([255, 0, 0, 0, 255, 0] + [0] * 762)
+    palette.info["transparency"] = 0
+    palette.save(path("palette_alpha.png"))
+
+    path("not_image.jpg").write_bytes(b"this is a text file pretending to be a JPEG\n" * 20)
+    full = folder / "full.jpg"
+    Image.fromarray(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(full, quality=90)
+    data = full.read_bytes()
+    path("truncated.jpg").write_bytes(data[: len(data) // 2])
+    full.unlink()
+    Image.new("RGB", (1, 1), (10, 20, 30)).save(path("one_pixel.png"))
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)  # 8-bit RGB
+    body = zlib.compress(b"\x00" + b"\x00" * 3 * 30000)  # one row; the rest is missing
+    path("huge_header.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", body)
+        + _png_chunk(b"IEND", b"")
+    )
+    path("empty.png").write_bytes(b"")
+    return paths
+
+
+@pytest.fixture(scope="session")
+def upload_samples(tmp_path_factory) -> dict[str, Path]:
+    return write_upload_samples(tmp_path_factory.mktemp("uploads"))
+
+
+def _run(command: list[str], timeout: float) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, *command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+
+
+def _wait_for_indexing(limit_s: float = 1800.0) -> None:
+    """The indexing package is written alongside the app; wait until it is importable."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            module = importlib.import_module("indexing")
+            module = importlib.reload(module)
+            if hasattr(module, "ConceptIndex"):
+                return
+        except ImportError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail("indexing.ConceptIndex is not available")
+        time.sleep(30)
+
+
+@pytest.fixture(scope="session")
+def explorer_data(tmp_path_factory) -> dict[str, Path]:
+    """Built once per session: 60 synthetic scenes with annotations, a tiny SlotCon (K = 8)
+    trained for one epoch on them, and the index of the scenes. Keys: scenes, images,
+    annotations, checkpoint, index."""
+    _wait_for_indexing()
+    root = tmp_path_factory.mktemp("explorer")
+    scenes = root / "scenes"
+    _run(
+        [
+            "-m",
+            "model.scenes",
+            "--out",
+            str(scenes),
+            "--images",
+            "60",
+            "--size",
+            "192",
+            "--seed",
+            "5",
+            "--split",
+            "val",
+        ],
+        300,
+    )
+    run = root / "run"
+    _run(
+        [
+            "-m",
+            "model.train",
+            "--preset",
+            "tiny",
+            "--data",
+            str(scenes / "val"),
+            "--out",
+            str(run),
+            "--no-resume",
+            "--epochs",
+            "1",
+        ],
+        600,
+    )
+    checkpoint = run / "encoder.pt"
+    index = root / "index"
+    annotations = scenes / "annotations" / "instances_val.json"
+    _run(
+        [
+            "-m",
+            "indexing",
+            "build",
+            "--checkpoint",
+            str(checkpoint),
+            "--images",
+            str(scenes / "val"),
+            "--annotations",
+            str(annotations),
+            "--out",
+            str(index),
+        ],
+        900,
+    )
+    return {
+        "scenes": scenes,
+        "images": scenes / "val",
+        "annotations": annotations,
+        "checkpoint": checkpoint,
+        "index": index,
+    }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def explorer_ctx(explorer_data, tmp_path_factory):
+    """The app's shared resources over the session's small index (with the encoder)."""
+    from explorer import open_context
+
+    return open_context(
+        explorer_data["index"],
+        explorer_data["checkpoint"],
+        tmp_path_factory.mktemp("cache"),
+        device="cpu",
+    )
+
+
+@pytest.fixture(scope="session")
+def explorer_app(explorer_data, explorer_ctx):
+    """The app launched in this process on a free port; yields its URL."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    from explorer import build_app, launch_options
+
+    demo = build_app(explorer_ctx)
+    demo.queue(default_concurrency_limit=explorer_ctx.config.search_concurrency)
+    options = launch_options(
+        explorer_ctx, explorer_data["index"], explorer_data["checkpoint"], port=free_port()
+    )
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **options)
+    yield url.rstrip("/")
+    demo.close()
+
+
+# --- indexing fixtures: randomly initialised tiny encoders, scenes, one index built in-process ---
+
+
+def save_random_encoder(path: Path, seed: int, images: list[Path] = ()) -> Path:
+    """A tiny SlotCon encoder (the `tiny` preset's shape, K = 8, D = 16) at random weights.
+
+    With `images`, the prototypes are set to K far-apart pixel features of those images
+    (farthest-point sampling), so that every prototype wins some pixels, as after training."""
+    import torch
+    import torch.nn.functional as F
+
+    from model.checkpoint import encoder_checkpoint, save_atomic
+    from model.config import TINY
+    from model.data import load_rgb
+    from model.encoder import SlotConEncoder
+
+    torch.manual_seed(seed)
+    encoder = SlotConEncoder(TINY.model)
+    if images:
+        with torch.inference_mode():
+            features = []
+            for image in images:
+                x, _ = encoder.preprocess(load_rgb(image), 64)
+                z = encoder.projector(encoder.backbone(x))  # (1, D, h, w)
+                features.append(F.normalize(z.flatten(2)[0].T, dim=1))  # (h * w, D)
+            z = torch.cat(features)
+            chosen = [int(torch.randint(len(z), (1,)))]
+            for _ in range(1, encoder.num_prototypes):
+                nearest = (z @ z[chosen].T).max(dim=1).values  # cosine to the closest chosen
+                chosen.append(int(nearest.argmin()))
+            prototypes = z[chosen].clone()
+        encoder.grouping.slot_embed.weight.data.copy_(prototypes)
+    save_atomic(encoder_checkpoint(TINY.model, encoder.state_dict(), seed=seed), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def indexing_data(tmp_path_factory) -> dict:
+    """Built once per session, in this process: 32 scenes of 64 px with annotations, two random
+    tiny encoders (seeds 0 and 1) and the index of the scenes made with the first. Keys: images,
+    annotations, checkpoint, other_checkpoint, index, config (the indexing.BuildConfig used:
+    size 64, batches of 4, chunks of 8 images, no worker processes)."""
+    from indexing.build import BuildConfig, build_index
+    from model.scenes import write_scenes
+
+    root = tmp_path_factory.mktemp("indexing")
+    annotations = write_scenes(root / "scenes", images=32, size=64, seed=3, split="val", workers=1)
+    sample = sorted((root / "scenes" / "val").glob("*.jpg"))[:8]
+    checkpoint = save_random_encoder(root / "encoder.pt", seed=0, images=sample)
+    other = save_random_encoder(root / "other.pt", seed=1, images=sample)
+    config = BuildConfig(
+        checkpoint=checkpoint,
+        images=root / "scenes" / "val",
+        out=root / "index",
+        annotations=(annotations,),
+        size=64,
+        batch_size=4,
+        device="cpu",
+        workers=0,
+        chunk_size=8,
+    )
+    build_index(config)
+    return {
+        "images": config.images,
+        "annotations": annotations,
+        "checkpoint": checkpoint,
+        "other_checkpoint": other,
+        "index": config.out,
+        "config": config,
+    }

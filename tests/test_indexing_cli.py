@@ -1,0 +1,194 @@
+"""python -m indexing: help, evaluate (both protocols) against the library, figure, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from indexing import ConceptIndex
+from indexing.cli import build_parser, main
+from indexing.cocostuff import COCOSTUFF27_CLASSES, COCOSTUFF_CATEGORIES
+from indexing.evaluation import ConfusionAccumulator, hungarian_scores, majority_vote_scores
+from indexing.figure import figure_size, overlay_mask
+from indexing.groundtruth import CocoLabels
+from model.data import load_rgb
+from model.encoder import assign_pixels, load_encoder
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    """main() in this process: (exit status, stdout, stderr)."""
+    try:
+        main(build_parser().parse_args([str(a) for a in argv]))
+        status = 0
+    except SystemExit as exit:
+        status = exit.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.mark.parametrize(
+    "command, options",
+    [
+        ("build", ["--checkpoint", "--images", "--annotations", "--resume", "--index-type"]),
+        ("evaluate", ["--index", "--protocol", "--out-json", "--out-csv", "--stuffthing-dir"]),
+        ("figure", ["--index", "--out", "--prototypes", "--k", "--sample", "--seed"]),
+    ],
+)
+def test_help(capsys, command: str, options: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit:
+        build_parser().parse_args([command, "--help"])
+    assert exit.value.code == 0
+    text = capsys.readouterr().out
+    assert all(option in text for option in options)
+
+
+def test_evaluate_gives_the_library_numbers(indexing_data, tmp_path, capsys) -> None:
+    out_json, out_csv = tmp_path / "scores.json", tmp_path / "scores.csv"
+    status, out, err = _run(
+        capsys, "evaluate", "--index", indexing_data["index"], "--out-json", out_json,
+        "--out-csv", out_csv,
+    )  # fmt: skip
+    assert status == 0, err
+    result = json.loads(out_json.read_text())
+    index = ConceptIndex.open(indexing_data["index"])
+    labels = CocoLabels(indexing_data["annotations"])
+    acc = ConfusionAccumulator(index.num_prototypes, labels.num_classes)
+    for image_id in index.image_ids():  # the maps straight from the PNGs
+        with Image.open(index.root / "assignments" / f"{image_id}.png") as png:
+            acc.update(np.asarray(png), labels.label_map(image_id))
+    names, things = labels.class_names, labels.class_is_thing
+    hungarian = hungarian_scores(acc.counts, np.load(index.root / "prototypes.npy"))
+    assert result["hungarian"] == hungarian.to_dict(names, things)
+    assert result["majority"] == majority_vote_scores(acc.counts).to_dict(names, things)
+    assert result["images_evaluated"] == 32
+    assert result["hungarian"] == index.evaluation()["hungarian"]  # the build's own scores
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["mapping", "mIoU"]
+    assert lines[1].split()[:3] == [
+        "hungarian", f"{100 * hungarian.miou:.2f}", f"{100 * hungarian.pixel_accuracy:.2f}",
+    ]  # fmt: skip
+    rows = list(csv.DictReader(out_csv.open()))
+    assert [r["class"] for r in rows] == names
+    for row, iou in zip(rows, hungarian.per_class_iou):
+        assert row["hungarian_iou"] == ("" if np.isnan(iou) else f"{iou:.6f}")
+
+
+def _coco_ids_json(annotations: Path, target: Path) -> Path:
+    """The scenes' JSON with COCO-Stuff category ids (things -> COCO things, stuff -> stuff)."""
+    by_name = {name: cid for cid, (name, _) in COCOSTUFF_CATEGORIES.items()}
+    coco_names = [
+        "person", "car", "dog", "bottle", "chair", "tv", "book", "banana", "backpack",
+        "frisbee", "microwave", "traffic light", "sky-other", "grass", "wall-brick", "sea", "sand",
+    ]  # fmt: skip
+    data = json.loads(annotations.read_text())
+    new_id = {cat["id"]: by_name[coco_names[i]] for i, cat in enumerate(data["categories"])}
+    for cat in data["categories"]:
+        cat["id"] = new_id[cat["id"]]
+    for ann in data["annotations"]:
+        ann["category_id"] = new_id[ann["category_id"]]
+    target.write_text(json.dumps(data))
+    return target
+
+
+def test_evaluate_cocostuff27_protocol(indexing_data, tmp_path, capsys) -> None:
+    annotations = _coco_ids_json(indexing_data["annotations"], tmp_path / "coco_ids.json")
+    curated = tmp_path / "curated.txt"
+    curated.write_text("000000000003\n000000000010\n000000000999\n")  # the last is not indexed
+    out_json = tmp_path / "cs27.json"
+    status, out, err = _run(
+        capsys, "evaluate", "--index", indexing_data["index"], "--protocol", "cocostuff27",
+        "--checkpoint", indexing_data["checkpoint"], "--annotations", annotations,
+        "--curated", curated, "--device", "cpu", "--out-json", out_json,
+    )  # fmt: skip
+    assert status == 0, err
+    result = json.loads(out_json.read_text())
+    assert result["images_evaluated"] == 2 and result["images_missing"] == 1
+    assert result["class_names"] == list(COCOSTUFF27_CLASSES)
+    # by hand: 64 px scenes -> 320 x 320 (shorter side 320, the centre crop is all of it)
+    encoder = load_encoder(indexing_data["checkpoint"], "cpu")
+    labels = CocoLabels(annotations, coarse=True)
+    acc = ConfusionAccumulator(8, 27)
+    for image_id in (3, 10):
+        image = load_rgb(indexing_data["images"] / f"{image_id:012d}.jpg")
+        image = image.resize((320, 320), Image.Resampling.BILINEAR)
+        x, info = encoder.preprocess(image, 320)
+        assert tuple(x.shape[-2:]) == (320, 320)
+        dots = encoder(x, torch.ones(1, 1, 20, 20, dtype=torch.bool)).dots[0]
+        assignment, _, _ = assign_pixels(dots, info, encoder.stride)
+        label_map = Image.fromarray(labels.label_map(image_id)).resize(
+            (320, 320), Image.Resampling.NEAREST
+        )
+        acc.update(assignment, np.asarray(label_map))
+    names, things = labels.class_names, labels.class_is_thing
+    hungarian = hungarian_scores(acc.counts, encoder.prototypes.numpy())
+    assert result["hungarian"] == hungarian.to_dict(names, things)
+    assert result["majority"] == majority_vote_scores(acc.counts).to_dict(names, things)
+    assert "things mIoU" in out
+
+
+def test_figure(indexing_data, tmp_path, capsys) -> None:
+    out = tmp_path / "figure.png"
+    status, _, err = _run(
+        capsys, "figure", "--index", indexing_data["index"], "--out", out, "--prototypes", 1, 3,
+        5, "--k", 4, "--cell", 48,
+    )  # fmt: skip
+    assert status == 0, err
+    with Image.open(out) as png:
+        assert png.format == "PNG" and png.size == figure_size(3, 4, 48)
+    status, _, err = _run(
+        capsys, "figure", "--index", indexing_data["index"], "--out", out, "--sample", 2
+    )
+    assert status == 0, err
+    with Image.open(out) as png:
+        assert png.size == figure_size(2, 5, 128)
+
+
+def test_overlay_mask_by_hand() -> None:
+    image = Image.new("RGB", (2, 1), (255, 255, 255))
+    blended = np.asarray(overlay_mask(image, np.array([[True, False]])))
+    np.testing.assert_array_equal(blended, [[[255, 102, 102], [255, 255, 255]]])
+
+
+def test_clear_errors(indexing_data, tmp_path, capsys) -> None:
+    images = indexing_data["images"]
+    cases = [
+        (["build", "--checkpoint", tmp_path / "missing.pt", "--images", images, "--out",
+          tmp_path / "a"], "checkpoint not found"),
+        (["build", "--checkpoint", indexing_data["checkpoint"], "--images", tmp_path, "--out",
+          tmp_path / "b"], "no images"),
+        (["evaluate", "--index", indexing_data["index"], "--checkpoint",
+          indexing_data["other_checkpoint"]], "built with another checkpoint"),
+        (["evaluate", "--index", images], "is not an index"),
+        (["figure", "--index", indexing_data["index"], "--out", tmp_path / "f.png",
+          "--prototypes", 99], "unknown prototype 99"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        status, _, err = _run(capsys, *argv)
+        assert status == 1 and err.startswith("error: ") and message in err, err
+        assert "Traceback" not in err
+
+
+def test_command_line_process_exits_cleanly(tmp_path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-m", "indexing", "build", "--checkpoint", str(tmp_path / "x.pt"),
+         "--images", str(tmp_path), "--out", str(tmp_path / "i")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: checkpoint not found") or "error: no images" in (
+        done.stderr
+    )
+    assert "Traceback" not in done.stderr
