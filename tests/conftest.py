@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 # --- explorer (web app) fixtures: upload samples, a small index built once per session ---------
-import importlib
 import os
 import struct
-import subprocess
-import sys
-import time
+import warnings
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -78,97 +73,33 @@ def upload_samples(tmp_path_factory) -> dict[str, Path]:
     return write_upload_samples(tmp_path_factory.mktemp("uploads"))
 
 
-def _run(command: list[str], timeout: float) -> None:
-    env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONPATH=str(ROOT))
-    done = subprocess.run(
-        [sys.executable, *command],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-
-
-def _wait_for_indexing(limit_s: float = 1800.0) -> None:
-    """The indexing package is written alongside the app; wait until it is importable."""
-    deadline = time.monotonic() + limit_s
-    while True:
-        try:
-            module = importlib.import_module("indexing")
-            module = importlib.reload(module)
-            if hasattr(module, "ConceptIndex"):
-                return
-        except ImportError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail("indexing.ConceptIndex is not available")
-        time.sleep(30)
-
-
 @pytest.fixture(scope="session")
 def explorer_data(tmp_path_factory) -> dict[str, Path]:
-    """Built once per session: 60 synthetic scenes with annotations, a tiny SlotCon (K = 8)
-    trained for one epoch on them, and the index of the scenes. Keys: scenes, images,
-    annotations, checkpoint, index."""
-    _wait_for_indexing()
+    """Built once per session, in this process: 60 synthetic scenes of 192 px with annotations,
+    a tiny SlotCon (K = 8; random weights, prototypes spread over the scenes' features, see
+    save_random_encoder below) and the index of the scenes. Keys: scenes, images, annotations,
+    checkpoint, index."""
+    from indexing import BuildConfig, build_index
+    from model.scenes import write_scenes
+
     root = tmp_path_factory.mktemp("explorer")
     scenes = root / "scenes"
-    _run(
-        [
-            "-m",
-            "model.scenes",
-            "--out",
-            str(scenes),
-            "--images",
-            "60",
-            "--size",
-            "192",
-            "--seed",
-            "5",
-            "--split",
-            "val",
-        ],
-        300,
-    )
-    run = root / "run"
-    _run(
-        [
-            "-m",
-            "model.train",
-            "--preset",
-            "tiny",
-            "--data",
-            str(scenes / "val"),
-            "--out",
-            str(run),
-            "--no-resume",
-            "--epochs",
-            "1",
-        ],
-        600,
-    )
-    checkpoint = run / "encoder.pt"
+    annotations = write_scenes(scenes, images=60, size=192, seed=5, split="val", workers=1)
+    sample = sorted((scenes / "val").glob("*.jpg"))[:8]
+    checkpoint = save_random_encoder(root / "encoder.pt", seed=2, images=sample)
     index = root / "index"
-    annotations = scenes / "annotations" / "instances_val.json"
-    _run(
-        [
-            "-m",
-            "indexing",
-            "build",
-            "--checkpoint",
-            str(checkpoint),
-            "--images",
-            str(scenes / "val"),
-            "--annotations",
-            str(annotations),
-            "--out",
-            str(index),
-        ],
-        900,
-    )
+    with warnings.catch_warnings():  # pycocotools' mask decoding under numpy 2
+        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+        build_index(
+            BuildConfig(
+                checkpoint=checkpoint,
+                images=scenes / "val",
+                out=index,
+                annotations=(annotations,),
+                device="cpu",
+                workers=0,
+            )
+        )
     return {
         "scenes": scenes,
         "images": scenes / "val",
@@ -206,7 +137,6 @@ def explorer_app(explorer_data, explorer_ctx):
     from explorer import build_app, launch_options
 
     demo = build_app(explorer_ctx)
-    demo.queue(default_concurrency_limit=explorer_ctx.config.search_concurrency)
     options = launch_options(
         explorer_ctx, explorer_data["index"], explorer_data["checkpoint"], port=free_port()
     )

@@ -1,0 +1,111 @@
+"""SlotCon Explorer web app: python app.py --index DIR [--checkpoint FILE] [--port 7860] ..."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="app.py",
+        description="Browse the concepts a SlotCon model discovered in an indexed collection.",
+    )
+    parser.add_argument(
+        "--index",
+        required=True,
+        type=Path,
+        help="index directory written by `python -m indexing build`",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="the checkpoint the index was built with; needed for uploads "
+        "(without it the app browses the collection only)",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; "
+        "0.0.0.0 exposes the app to the network, use --auth then)",
+    )
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument(
+        "--auth",
+        default=None,
+        metavar="USER:PASS",
+        help="require this login (recommended whenever --host is not loopback)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("cache"),
+        help="folder for thumbnails and exports, served to the browser (default ./cache)",
+    )
+    parser.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=10.0,
+        help="largest upload in MB (default 10: a large phone photo)",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=40_000_000,
+        help="largest upload in pixels, checked before decoding (default 40M)",
+    )
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="torch device for uploads (default: cuda when present, else cpu)",
+    )
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from PIL import Image
+
+    from explorer import ServeConfig, UploadLimits, build_app, launch_options, open_context
+
+    auth = None
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not sep or not user or not password:
+            print("error: --auth must be USER:PASS", file=sys.stderr)
+            return 2
+        auth = (user, password)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and auth is None:
+        print(
+            f"warning: listening on {args.host} without --auth: anyone who can reach this "
+            "machine can use the app",
+            file=sys.stderr,
+        )
+    limits = UploadLimits(max_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels)
+    # PIL refuses (not just warns about) anything above twice this: a guard for every decode
+    Image.MAX_IMAGE_PIXELS = max(limits.max_pixels, 1)
+    try:
+        ctx = open_context(
+            args.index, args.checkpoint, args.cache, ServeConfig(limits=limits), device=args.device
+        )
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    demo = build_app(ctx)
+    options = launch_options(ctx, args.index, args.checkpoint, args.host, args.port, auth)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **options)
+    print(f"SlotCon Explorer running at {url}  (Ctrl+C to stop)", flush=True)
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(build_parser().parse_args()))

@@ -1,0 +1,107 @@
+"""Downloads: the concept table as CSV, a prototype's top segments as COCO-style JSON.
+
+Files are written atomically into a folder the app serves (its cache dir), under names that say
+what they hold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pycocotools import mask as mask_utils
+
+
+@dataclass(frozen=True)
+class ExportSegment:
+    """One segment to export: the prototype's mask in one collection image."""
+
+    slot_id: int
+    image_id: int
+    file_name: str  # relative to the collection's image root
+    width: int
+    height: int
+    mask: np.ndarray  # (H, W) bool
+    score: float
+    bbox: Sequence[float]  # [x, y, w, h] in image pixels
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def concept_table_csv(table: pd.DataFrame, path: Path) -> Path:
+    """Write the concept table (one row per prototype) as UTF-8 CSV."""
+    return write_atomic(path, table.to_csv(index=False).encode("utf-8"))
+
+
+def encode_rle(mask: np.ndarray) -> dict:
+    """(H, W) bool -> COCO compressed RLE {"size": [H, W], "counts": str} (JSON-ready)."""
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def decode_rle(rle: dict) -> np.ndarray:
+    """Inverse of encode_rle: -> (H, W) bool."""
+    counts = rle["counts"]
+    encoded = {
+        "size": rle["size"],
+        "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+    }
+    return mask_utils.decode(encoded).astype(bool)
+
+
+def coco_document(
+    prototype: int, name: str, segments: Iterable[ExportSegment], description: str = ""
+) -> dict:
+    """COCO-style dict: images, one category (the prototype), one annotation per segment with
+    an RLE mask, bbox [x, y, w, h], area (pixels) and the prototype score."""
+    images, annotations = [], []
+    for i, seg in enumerate(segments, start=1):
+        images.append(
+            {
+                "id": seg.image_id,
+                "file_name": seg.file_name,
+                "width": seg.width,
+                "height": seg.height,
+            }
+        )
+        annotations.append(
+            {
+                "id": i,
+                "image_id": seg.image_id,
+                "category_id": prototype,
+                "segmentation": encode_rle(seg.mask),
+                "area": int(seg.mask.sum()),
+                "bbox": [float(v) for v in seg.bbox],
+                "iscrowd": 0,
+                "score": float(seg.score),
+                "slot_id": int(seg.slot_id),
+            }
+        )
+    return {
+        "info": {"description": description or f"top segments of prototype {prototype}"},
+        "images": images,
+        "categories": [{"id": prototype, "name": name or f"prototype {prototype}"}],
+        "annotations": annotations,
+    }
+
+
+def write_coco_json(document: dict, path: Path) -> Path:
+    return write_atomic(path, json.dumps(document).encode("utf-8"))

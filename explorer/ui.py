@@ -1,0 +1,179 @@
+"""The whole app: header, tabs, cross-tab events, the concept-map click bridge, launch options.
+
+`build_app(ctx)` returns the gr.Blocks without launching it; `launch_options(ctx, ...)` gives
+the keyword arguments for demo.launch that make serving safe (paths, upload size, bind address).
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import gradio as gr
+
+from explorer import api, concepts_tab, evaluation_tab, image_tab
+from explorer.context import AppContext
+from explorer.render import LEGEND_CSS
+
+# Gradio's gr.Plot has no click event: attach plotly_click to the concept map (again after every
+# re-render) and write "<prototype>:<time>" into a hidden textbox, whose .change runs in Python.
+MAP_CLICK_JS = """
+() => {
+  const attach = () => {
+    document.querySelectorAll('#concept-map .js-plotly-plot').forEach((plot) => {
+      if (plot.dataset.slotconClick || typeof plot.on !== 'function') return;
+      plot.dataset.slotconClick = '1';
+      plot.on('plotly_click', (event) => {
+        const point = event && event.points && event.points[0];
+        if (!point || point.customdata === undefined || point.customdata === null) return;
+        const box = document.querySelector('#map-click textarea, #map-click input');
+        if (!box) return;
+        const value = Array.isArray(point.customdata) ? point.customdata[0] : point.customdata;
+        box.value = `${value}:${Date.now()}`;
+        box.dispatchEvent(new Event('input', { bubbles: true }));
+      });
+    });
+  };
+  new MutationObserver(attach).observe(document.body, { childList: true, subtree: true });
+  attach();
+}
+"""
+
+CSS = (
+    LEGEND_CSS
+    + """
+#header { margin-bottom: 4px; }
+#header h1 { margin-bottom: 2px; }
+#concept-gallery .caption-label, #similar-gallery .caption-label { font-size: 12px; }
+#overlay img { cursor: crosshair; }
+.bottom-aligned { align-items: flex-end !important; }
+"""
+)
+
+
+def describe(ctx: AppContext) -> str:
+    """The header: what the tool is, the collection, the model's shape and the counts."""
+    manifest = ctx.index.manifest
+    model = manifest.get("model") or {}
+    counts = manifest.get("counts") or {}
+    images = counts.get("images", len(ctx.index.image_ids()))
+    slots = counts.get("slots", int(ctx.index.prototypes()["slots"].sum()))
+    collection = "/".join(Path(str(ctx.index.image_root)).parts[-2:])
+    arch = model.get("arch", "?")
+    width = model.get("width")
+    shape = f"{arch}" + (
+        f" (width {width:g})" if isinstance(width, int | float) and width != 1 else ""
+    )
+    dim = model.get("dim", "?")
+    size = model.get("input_size")
+    model_text = f"{shape}, K = {ctx.num_prototypes} prototypes, D = {dim}" + (
+        f", {size} px input" if size else ""
+    )
+    uploads = (
+        "upload your own images in the Image tab"
+        if ctx.uploads_enabled
+        else "uploads are off (start with `--checkpoint` to enable them)"
+    )
+    return (
+        "# SlotCon Explorer\n"
+        "Concepts that a self-supervised SlotCon model discovered by grouping pixels into "
+        f"prototypes. Collection **{html.escape(collection)}**: {images:,} images, {slots:,} "
+        f"segments. Model: {html.escape(model_text)}. Browse prototypes, look inside images, "
+        f"find similar segments; {uploads}."
+    )
+
+
+def build_app(ctx: AppContext) -> gr.Blocks:
+    """The Blocks of the app (not launched).
+
+    Thumbnails are served in place from the cache dir (gr.set_static_paths, a process-wide
+    Gradio setting): no hashing and copying of every gallery file into Gradio's cache.
+    """
+    ctx.thumbs_dir.mkdir(parents=True, exist_ok=True)
+    gr.set_static_paths([str(ctx.thumbs_dir)])
+    with gr.Blocks(title="SlotCon Explorer", delete_cache=(3600, 6 * 3600)) as demo:
+        gr.Markdown(describe(ctx), elem_id="header")
+        with gr.Tabs(elem_id="tabs") as tabs:
+            with gr.Tab("Concepts", id="concepts"):
+                concepts = concepts_tab.build(ctx)
+            with gr.Tab("Image", id="image"):
+                image = image_tab.build(ctx)
+            with gr.Tab("Evaluation", id="evaluation"):
+                evaluation_tab.build(ctx)
+        api.build(ctx)
+        _wire_across(ctx, demo, tabs, concepts, image)
+        demo.load(None, js=MAP_CLICK_JS)
+    # events without their own concurrency_id (sorting, table clicks, names) run this many at once
+    demo.queue(default_concurrency_limit=ctx.config.search_concurrency)
+    return demo
+
+
+def _wire_across(ctx: AppContext, demo: gr.Blocks, tabs, concepts, image) -> None:
+    light = {"concurrency_id": "render", "concurrency_limit": ctx.config.search_concurrency}
+
+    def open_from_concepts(hits, opacity, k, same, evt: gr.SelectData):
+        view = image_tab.open_hit(ctx, hits, evt.index)
+        return (
+            view.image_id,
+            *image_tab.present(ctx, view, opacity, k, same),
+            gr.Tabs(selected="image"),
+        )
+
+    def show_in_concepts(view):
+        if view is None or view.selected is None:
+            return gr.skip(), gr.skip()
+        return int(view.selected), gr.Tabs(selected="concepts")
+
+    def on_load(sort, prototype, k, view, opacity, sim_k, same):
+        table, dropdown = concepts_tab.refresh(ctx, sort, prototype)
+        shown = concepts_tab.show_prototype(ctx, prototype, k)
+        return (table, dropdown, *shown, *image_tab.present(ctx, view, opacity, sim_k, same))
+
+    concepts.gallery.select(
+        open_from_concepts,
+        [concepts.hits, *image.settings],
+        [image.image_id, *image.outputs, tabs],
+        api_visibility="undocumented",
+        **light,
+    )
+    image.concept_button.click(
+        show_in_concepts, image.view, [concepts.prototype, tabs], api_visibility="undocumented"
+    )
+    demo.load(
+        on_load,
+        [concepts.sort, concepts.prototype, concepts.k, image.view, *image.settings],
+        [concepts.table, concepts.prototype, *concepts.show_outputs, *image.outputs],
+        api_visibility="private",
+        **light,
+    )
+
+
+def launch_options(
+    ctx: AppContext,
+    index_dir: str | Path,
+    checkpoint: str | Path | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    auth: tuple[str, str] | None = None,
+) -> dict:
+    """demo.launch(**options): binds to `host` (loopback by default, never a share link),
+    serves files only from the image root and the cache dir, blocks the index, its names file
+    and the checkpoint, and bounds upload size."""
+    index_dir = Path(index_dir).resolve()
+    blocked = [index_dir, index_dir.with_name(index_dir.name + ".labels.json")]
+    if checkpoint is not None:
+        blocked.append(Path(checkpoint).resolve())
+    return {
+        "server_name": host,
+        "server_port": port,
+        "share": False,
+        "auth": auth,
+        "allowed_paths": [str(Path(ctx.index.image_root).resolve()), str(ctx.cache_dir)],
+        "blocked_paths": [str(p) for p in blocked],
+        "max_file_size": ctx.config.limits.max_bytes,
+        "css": CSS,
+        "theme": gr.themes.Soft(),
+        "footer_links": ["api"],
+        "show_error": False,
+    }
+

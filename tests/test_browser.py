@@ -1,0 +1,238 @@
+"""The app in Debian's chromium (Playwright): concepts, map clicks, names across reloads,
+uploads, clicking segments, similar results. Screenshots go to tests/artifacts/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.ndimage import binary_erosion
+
+from explorer import image_tab
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
+]
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+TIMEOUT = 60_000  # ms; 2 shared CPU cores
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        pytest.skip("Debian's chromium is not installed (make test installs it: make chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(browser, explorer_app):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT)
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(explorer_app)
+    page.wait_for_selector("#concept-gallery img")
+    yield page
+    page.close()
+    assert not errors, errors
+
+
+def shot(page, name: str) -> None:
+    """A full-page screenshot once every image on the page has loaded."""
+    page.wait_for_function(
+        "() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
+    )
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def summary_title(page) -> str:
+    return page.inner_text("#prototype-summary h3")
+
+
+def wait_summary(page, text: str) -> None:
+    page.wait_for_function(
+        "t => (document.querySelector('#prototype-summary h3') || {}).innerText?.startsWith(t)",
+        arg=text,
+    )
+
+
+def wait_thumbnails(page, gallery: str, count: int) -> None:
+    page.wait_for_function(
+        "([g, n]) => document.querySelectorAll(`${g} button.thumbnail-item img, "
+        "${g} .grid-wrap img`).length === n",
+        arg=[gallery, count],
+    )
+
+
+def test_choose_a_prototype_and_see_k_thumbnails(page, explorer_ctx):
+    k = explorer_ctx.config.default_k
+    wait_thumbnails(page, "#concept-gallery", k)
+    shot(page, "concepts_start")
+    cell = page.locator("#concept-table [data-testid='cell-1-0']")  # row 1, column prototype
+    prototype = cell.inner_text().strip()
+    cell.click()
+    wait_summary(page, f"p{prototype}")
+    expected = min(
+        k, int(explorer_ctx.index.prototypes().set_index("prototype").loc[int(prototype), "slots"])
+    )
+    wait_thumbnails(page, "#concept-gallery", expected)
+    shot(page, "concepts_row_clicked")
+
+
+def test_clicking_the_concept_map_selects_a_prototype(page):
+    before = summary_title(page)
+    points = page.locator("#concept-map .scatterlayer .trace .points path.point")
+    page.wait_for_function("document.querySelectorAll('#concept-map path.point').length > 1")
+    for i in range(points.count()):
+        box = points.nth(i).bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x - 5, y - 5)
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.up()
+        try:
+            page.wait_for_function(
+                "t => document.querySelector('#prototype-summary h3').innerText !== t",
+                arg=before,
+                timeout=5000,
+            )
+            break
+        except Exception:  # the selected prototype's own point: try the next one
+            continue
+    assert summary_title(page) != before
+    shot(page, "concepts_map_clicked")
+
+
+def test_name_a_prototype_and_see_it_after_reload(page, explorer_ctx):
+    prototype = int(summary_title(page).split()[0][1:])
+    try:
+        page.fill("#prototype-name textarea", "striped things")
+        page.click("#save-name")
+        wait_summary(page, f"p{prototype} · striped things")
+        page.wait_for_function(
+            "() => document.querySelector('#concept-table').innerText.includes('striped things')"
+        )
+        page.reload()
+        page.wait_for_selector("#concept-gallery img")
+        wait_summary(page, f"p{prototype} · striped things")
+        assert "striped things" in page.inner_text("#concept-table")
+        assert page.input_value("#prototype-name textarea") == "striped things"
+        shot(page, "concepts_named_after_reload")
+    finally:
+        explorer_ctx.index.set_label(prototype, "")
+
+
+def open_image_tab(page) -> None:
+    page.get_by_role("tab", name="Image").click()
+    page.wait_for_selector("#overlay img")
+
+
+def upload(page, path: Path) -> None:
+    with page.expect_file_chooser() as chooser:
+        page.click("#upload-image")
+    chooser.value.set_files(str(path))
+
+
+def overlay_point(page, shape: tuple[int, int], y: int, x: int) -> tuple[float, float]:
+    """Page coordinates of image pixel (y, x) on the overlay: the image is drawn at most at its
+    natural size (enlarged server-side by display_scale), centred in its box."""
+    box = page.locator("#overlay img").bounding_box()
+    natural_w, natural_h = page.evaluate(
+        "() => { const i = document.querySelector('#overlay img'); "
+        "return [i.naturalWidth, i.naturalHeight]; }"
+    )
+    scale = min(box["width"] / natural_w, box["height"] / natural_h, 1.0)
+    left = box["x"] + (box["width"] - natural_w * scale) / 2
+    top = box["y"] + (box["height"] - natural_h * scale) / 2
+    height, width = shape
+    return (
+        left + (x + 0.5) / width * natural_w * scale,
+        top + (y + 0.5) / height * natural_h * scale,
+    )
+
+
+def inner_pixel(view) -> tuple[int, int, int]:
+    """(prototype, y, x): a pixel well inside the largest segment that is not selected."""
+    for prototype in view.segments["prototype"]:
+        if prototype == view.selected:
+            continue
+        inner = binary_erosion(view.assignment == prototype, iterations=3)
+        if inner.any():
+            rows, cols = np.nonzero(inner)
+            return int(prototype), int(rows[len(rows) // 2]), int(cols[len(cols) // 2])
+    raise AssertionError("the upload has a single segment")
+
+
+def test_upload_click_a_segment_and_see_similar_segments(page, upload_samples, explorer_ctx):
+    open_image_tab(page)
+    shot(page, "image_start")
+    upload(page, upload_samples["good"])
+    page.wait_for_function(
+        "() => document.querySelector('#image-status').innerText.includes('upload good.jpg')"
+    )
+    page.wait_for_function(
+        "() => document.querySelector('#similar-heading').innerText.includes('uploaded image')"
+    )
+    shot(page, "image_uploaded")
+    # the same model on the server side: find a pixel of a segment that is not selected yet
+    view = image_tab.upload(explorer_ctx, str(upload_samples["good"]))
+    target, y, x = inner_pixel(view)
+    x_page, y_page = overlay_point(page, view.assignment.shape, y, x)
+    page.mouse.click(x_page, y_page)
+    page.wait_for_function(
+        "t => document.querySelector('#similar-heading').innerText.includes(t)",
+        arg=f"similar to p{target} in the uploaded image",
+    )
+    assert f"selected p{target}" in page.inner_text("#image-status")
+    wait_thumbnails(page, "#similar-gallery", explorer_ctx.config.default_k)
+    shot(page, "image_segment_clicked")
+
+
+def test_bad_upload_shows_a_message_and_the_app_keeps_working(page, upload_samples):
+    open_image_tab(page)
+    upload(page, upload_samples["truncated"])
+    page.wait_for_function(
+        "() => document.querySelector('#image-status').innerText.includes('Upload refused')"
+    )
+    assert "decoded completely" in page.inner_text("#image-status")
+    shot(page, "image_bad_upload")
+    page.click("#random-image")
+    page.wait_for_function(
+        "() => /^image \\d+/.test(document.querySelector('#image-status').innerText)"
+    )
+
+
+def test_clicking_a_concept_thumbnail_opens_its_image(page, explorer_ctx):
+    prototype = int(summary_title(page).split()[0][1:])
+    top = explorer_ctx.index.top_segments(prototype, 2)
+    page.locator("#concept-gallery button.thumbnail-item").nth(1).click()
+    image_id = int(top["image_id"].iloc[1])
+    page.wait_for_function(
+        "t => document.querySelector('#image-status')?.innerText.startsWith(t)",
+        arg=f"image {image_id} ",
+    )
+    assert f"selected p{prototype}" in page.inner_text("#image-status")
+    shot(page, "image_from_concepts")
