@@ -88,7 +88,7 @@ PAPER_COCO_R50 = TrainConfig(
 
 # Small enough to train on 2 CPU cores in well under an hour on the built-in scenes. Stride 8 keeps
 # the maps fine (8 x 8 at 64 px, 24 x 24 on a 192 px scene). Two departures from the paper, both
-# measured on this preset (docs/BENCHMARKS.md): D <= K, so that the prototypes span the feature
+# measured on this preset (docs/DEMO_MODEL.md): D <= K, so that the prototypes span the feature
 # space (with D 64 > K 32 the features turned orthogonal to every prototype and the assignment
 # stayed uniform), and a sharper teacher (0.04, as DINO's early temperature) so that grouping
 # wins over the slot loss's image-level shortcut within a few thousand steps.

@@ -11,7 +11,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, fields
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -33,7 +35,7 @@ from model.checkpoint import (
 from model.config import PRESETS, ModelConfig, TrainConfig, model_config_from_dict, override
 from model.data import EpochSampler, ImageCollection, TwoViewDataset, collection_root
 from model.optim import build_optimizer, learning_rate
-from model.slotcon import SlotCon, teacher_momentum
+from model.slotcon import SlotCon, SlotConLosses, teacher_momentum
 
 
 class TrainingDiverged(RuntimeError):
@@ -103,6 +105,42 @@ def _truncate_log(path: Path, step: int) -> None:
         except (json.JSONDecodeError, KeyError, TypeError):
             continue  # a line torn by the interruption
     path.write_text("".join(kept))
+
+
+def _stop_if_diverged(losses: SlotConLosses, world: int, step: int, epoch: int, out: Path) -> None:
+    """Raise TrainingDiverged unless every process's loss is finite (before the update)."""
+    finite = distributed.all_reduce_sum(torch.isfinite(losses.loss).float())
+    if finite.item() < world:
+        raise TrainingDiverged(
+            f"loss is {losses.loss.item()} at step {step} (epoch {epoch}); stopped. The last "
+            f"good checkpoint is kept in {out}; lower --lr or use --precision bf16/fp32"
+        )
+
+
+def optimisation_step(
+    net: torch.nn.Module,
+    model: SlotCon,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    views: list[torch.Tensor],
+    amp_dtype: torch.dtype | None,
+    momentum: float,
+    check: Callable[[SlotConLosses], None] | None = None,
+) -> SlotConLosses:
+    """One step: forward (autocast when `amp_dtype`), `check` on the detached losses before
+    anything changes, backward, optimizer, teacher EMA. `net` is `model` or its DDP wrapper;
+    bench/train_speed.py times exactly this."""
+    device_type = views[0].device.type
+    with torch.autocast(device_type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        losses = net(*views)
+    if check is not None:
+        check(SlotConLosses(*(t.detach() for t in losses)))
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(losses.loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    model.update_teacher(momentum)
+    return losses
 
 
 def train(cfg: TrainConfig, resume: bool = True, stop_after_epochs: int | None = None) -> Path:
@@ -177,20 +215,17 @@ def train(cfg: TrainConfig, resume: bool = True, stop_after_epochs: int | None =
                 if device.type == "cuda":
                     tensors[0] = tensors[0].contiguous(memory_format=torch.channels_last)
                     tensors[1] = tensors[1].contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    losses = net(*tensors)
-                finite = distributed.all_reduce_sum(torch.isfinite(losses.loss.detach()).float())
-                if finite.item() < world:
-                    raise TrainingDiverged(
-                        f"loss is {losses.loss.item()} at step {step} (epoch {epoch}); stopped. "
-                        f"The last good checkpoint is kept in {out}; lower --lr or use "
-                        f"--precision bf16/fp32"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(losses.loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                model.update_teacher(momentum)
+
+                losses = optimisation_step(
+                    net,
+                    model,
+                    optimizer,
+                    scaler,
+                    tensors,
+                    amp_dtype,
+                    momentum,
+                    partial(_stop_if_diverged, world=world, step=step, epoch=epoch, out=out),
+                )
                 step += 1
                 now = time.perf_counter()
                 record = {
