@@ -14,13 +14,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# Scenes and index are cached: a second `make demo` goes straight to the app.
-demo: $(STAMP)
-	$(PY) -m model.scenes --out $(DEMO_DATA) --images 400 --size 192 --seed 1 --split val
-	test -f $(DEMO_INDEX)/manifest.json || $(PY) -m indexing build \
-		--checkpoint $(DEMO_CHECKPOINT) --images $(DEMO_DATA)/val \
-		--annotations $(DEMO_DATA)/annotations/instances_val.json --out $(DEMO_INDEX)
+# Scenes and index are cached: a second `make demo` goes straight to the app. The index is
+# rebuilt (replaced atomically) when the checkpoint is newer, e.g. after a pull that updates it.
+demo: $(STAMP) $(DEMO_INDEX)/manifest.json
 	$(PY) app.py --index $(DEMO_INDEX) --checkpoint $(DEMO_CHECKPOINT)
+
+$(DEMO_INDEX)/manifest.json: $(DEMO_CHECKPOINT) | $(STAMP)
+	$(PY) -m model.scenes --out $(DEMO_DATA) --images 400 --size 192 --seed 1 --split val
+	$(PY) -m indexing build --checkpoint $(DEMO_CHECKPOINT) --images $(DEMO_DATA)/val \
+		--annotations $(DEMO_DATA)/annotations/instances_val.json --out $(DEMO_INDEX)
 
 test: $(STAMP) chromium
 	$(PY) -m pytest
