@@ -19,8 +19,8 @@ from explorer.uploads import UploadRejected
 
 
 def group_image(ctx: AppContext, path: str | None):
-    """An image file -> (overlay (H, W, 3) uint8, segments DataFrame[prototype, name, area %,
-    score, bbox])."""
+    """An image file -> (overlay PNG path (image size), segments DataFrame[prototype, name,
+    area %, score, bbox])."""
     try:
         view = upload(ctx, path)
     except UploadRejected as error:
@@ -28,7 +28,7 @@ def group_image(ctx: AppContext, path: str | None):
     view = view.with_selection(None)
     table = views.segment_table(ctx, view)
     table["bbox"] = ["[" + ", ".join(str(int(v)) for v in b) + "]" for b in view.segments["bbox"]]
-    return views.draw(ctx, view, 0.5, for_screen=False), table
+    return views.overlay_file(ctx, views.draw(ctx, view, 0.5, for_screen=False)), table
 
 
 def _k(ctx: AppContext, k) -> int:

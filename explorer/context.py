@@ -28,6 +28,7 @@ class ServeConfig:
     model_concurrency: int = 2  # uploads grouped at once (the encoder is shared; 2 CPU cores)
     search_concurrency: int = 4  # similarity / top-segment queries at once (faiss frees the GIL)
     thumbnail_side: int = 224  # longer side of gallery thumbnails, pixels
+    max_overlay_files: int = 500  # grouping overlays kept in the cache (oldest deleted first)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ class AppContext:
     @property
     def thumbs_dir(self) -> Path:
         return self.cache_dir / "thumbs" / self.index_key
+
+    @property
+    def overlays_dir(self) -> Path:
+        return self.cache_dir / "overlays"
 
     @property
     def exports_dir(self) -> Path:

@@ -46,6 +46,25 @@ def write_atomic(path: Path, data: bytes) -> Path:
     return path
 
 
+def prune_oldest(folder: Path, keep: int, spare: Path | None = None) -> None:
+    """Delete the oldest files of `folder` beyond the newest `keep` (a bounded cache); never
+    `spare`, the file the caller is about to hand out."""
+    try:
+        entries = [
+            e
+            for e in os.scandir(folder)
+            if e.is_file() and not e.name.startswith(".") and Path(e.path) != spare
+        ]
+    except FileNotFoundError:
+        return
+    excess = len(entries) - max(keep - (spare is not None), 0)
+    if excess <= 0:
+        return
+    entries.sort(key=lambda e: e.stat().st_mtime_ns)
+    for entry in entries[:excess]:
+        Path(entry.path).unlink(missing_ok=True)  # another request may have pruned it already
+
+
 def concept_table_csv(table: pd.DataFrame, path: Path) -> Path:
     """Write the concept table (one row per prototype) as UTF-8 CSV."""
     return write_atomic(path, table.to_csv(index=False).encode("utf-8"))

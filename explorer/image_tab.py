@@ -22,7 +22,7 @@ def present(ctx: AppContext, view: ImageView, opacity: float, k: int, same_proto
     similar heading, similar gallery, similar hits)."""
     return (
         view,
-        views.draw(ctx, view, opacity),
+        views.overlay_file(ctx, views.draw(ctx, view, opacity)),
         views.legend(ctx, view),
         views.segment_table(ctx, view),
         views.status(ctx, view),
@@ -205,7 +205,7 @@ def _wire(ctx: AppContext, tab: ImageTab) -> None:
         return present(ctx, new, opacity, k, same)
 
     def on_opacity(view, opacity):
-        return views.draw(ctx, view, opacity)
+        return views.overlay_file(ctx, views.draw(ctx, view, opacity))
 
     def on_similar_settings(view, k, same):
         return similar_panel.show(ctx, view, k, same)

@@ -86,11 +86,12 @@ def describe(ctx: AppContext) -> str:
 def build_app(ctx: AppContext) -> gr.Blocks:
     """The Blocks of the app (not launched).
 
-    Thumbnails are served in place from the cache dir (gr.set_static_paths, a process-wide
-    Gradio setting): no hashing and copying of every gallery file into Gradio's cache.
+    Thumbnails and overlays are served in place from the cache dir (gr.set_static_paths, a
+    process-wide Gradio setting): no hashing and copying of every file into Gradio's cache.
     """
-    ctx.thumbs_dir.mkdir(parents=True, exist_ok=True)
-    gr.set_static_paths([str(ctx.thumbs_dir)])
+    for folder in (ctx.thumbs_dir, ctx.overlays_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    gr.set_static_paths([str(ctx.thumbs_dir), str(ctx.overlays_dir)])
     with gr.Blocks(title="SlotCon Explorer", delete_cache=(3600, 6 * 3600)) as demo:
         gr.Markdown(describe(ctx), elem_id="header")
         with gr.Tabs(elem_id="tabs") as tabs:
@@ -176,4 +177,3 @@ def launch_options(
         "footer_links": ["api"],
         "show_error": False,
     }
-

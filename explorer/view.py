@@ -7,6 +7,8 @@ they exist nowhere else.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import random
 from dataclasses import dataclass, replace
 
@@ -16,6 +18,7 @@ from PIL import Image
 
 from explorer import segments
 from explorer.context import AppContext
+from explorer.export import prune_oldest, write_atomic
 from explorer.render import LegendEntry, display_scale, enlarge, grouping_overlay, legend_html
 
 
@@ -116,6 +119,23 @@ def draw(ctx: AppContext, view: ImageView, opacity: float, for_screen: bool = Tr
         opacity,
         highlight=view.selected,
     )
+
+
+def overlay_file(ctx: AppContext, overlay: np.ndarray) -> str:
+    """`overlay` as a PNG in the served cache, named by its content and written atomically.
+
+    Returning the array would let Gradio write it to a path named by its content, in place: two
+    users drawing the same overlay at once then rewrite the file while the other's download
+    streams it (seen under load as a response shorter than its Content-Length). A rename never
+    changes a file that is being read."""
+    digest = hashlib.sha256(overlay.tobytes() + repr(overlay.shape).encode()).hexdigest()[:32]
+    path = ctx.overlays_dir / f"{digest}.png"
+    if not path.is_file():
+        buffer = io.BytesIO()
+        Image.fromarray(overlay).save(buffer, format="PNG", compress_level=1)  # fast; lossless
+        write_atomic(path, buffer.getvalue())
+        prune_oldest(ctx.overlays_dir, keep=ctx.config.max_overlay_files, spare=path)
+    return str(path)
 
 
 def legend(ctx: AppContext, view: ImageView) -> str:

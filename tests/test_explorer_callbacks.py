@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -144,7 +145,11 @@ def test_initial_view_selects_the_first_prototypes_best_segment(explorer_ctx):
     state, overlay, legend, table, status, heading, gallery, hits = shown
     record = ctx.index.image(view.image_id)
     factor = display_scale(record.height, record.width)
-    assert overlay.shape == (record.height * factor, record.width * factor, 3)
+    with Image.open(overlay) as image:
+        assert image.size == (record.width * factor, record.height * factor)
+        drawn = np.asarray(image.convert("RGB"))
+    assert np.array_equal(drawn, views.draw(ctx, view, 0.5))  # lossless, the view's overlay
+    assert Path(overlay).parent == ctx.overlays_dir
     assert f"p{prototype}" in legend and len(table) == len(record.slots)
     assert f"image {view.image_id}" in status and len(gallery) == len(hits) == 4
     assert all(h["image_id"] != view.image_id for h in hits)
@@ -196,6 +201,26 @@ def test_upload_groups_the_image_and_finds_similar_segments(explorer_ctx, upload
     assert "upload exif.jpg" in shown[4] and len(shown[6]) == 5
 
 
+def test_overlay_files_are_content_named_written_once_and_bounded(explorer_ctx, tmp_path):
+    ctx = replace(
+        explorer_ctx, cache_dir=tmp_path, config=replace(explorer_ctx.config, max_overlay_files=3)
+    )
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 255, (20, 30, 3), dtype=np.uint8) for _ in range(5)]
+    first = views.overlay_file(ctx, arrays[0])
+    stamp = Path(first).stat().st_mtime_ns
+    assert (
+        views.overlay_file(ctx, arrays[0].copy()) == first
+    )  # same pixels, same file, not rewritten
+    assert Path(first).stat().st_mtime_ns == stamp
+    assert views.overlay_file(ctx, arrays[0][:, :20].copy()) != first  # shape is part of the name
+    for array in arrays[1:]:
+        views.overlay_file(ctx, array)
+    kept = sorted(p.name for p in ctx.overlays_dir.iterdir())
+    assert len(kept) == 3 and not any(name.endswith(".tmp") for name in kept)
+    assert Path(views.overlay_file(ctx, arrays[4])).is_file()
+
+
 @pytest.mark.parametrize("kind", ["not_image", "truncated", "one_pixel", "huge_header", "empty"])
 def test_bad_uploads_raise_upload_rejected(explorer_ctx, upload_samples, kind):
     with pytest.raises(UploadRejected):
@@ -212,7 +237,9 @@ def test_uploads_without_a_checkpoint_say_so(explorer_ctx, upload_samples):
 def test_api_functions(explorer_ctx, upload_samples):
     ctx = explorer_ctx
     overlay, table = api.group_image(ctx, str(upload_samples["good"]))
-    assert overlay.shape == (96, 128, 3) and list(table.columns)[:2] == ["prototype", "name"]
+    with Image.open(overlay) as image:
+        assert image.size == (128, 96)
+    assert list(table.columns)[:2] == ["prototype", "name"]
     items, hits = api.top_segments_api(ctx, 2, 3)
     assert len(items) == 3 and list(hits["prototype"]) == [2, 2, 2]
     items, hits = api.similar_api(ctx, int(hits["slot_id"].iloc[0]), 4)
