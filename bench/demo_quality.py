@@ -44,6 +44,10 @@ def score_encoder(encoder: SlotConEncoder, labels: CocoLabels, image_dir: Path) 
             "miou": 100 * scores.miou,
             "pixel_accuracy": 100 * scores.pixel_accuracy,
             "classes_reached": reached,
+            "per_class_iou": {
+                c: round(100 * float(iou), 1)
+                for c, iou in zip(labels.class_names, scores.per_class_iou, strict=True)
+            },
         }
     return result
 
@@ -83,6 +87,9 @@ def main(args: argparse.Namespace) -> int:
             f"| {name} | {m['miou']:.1f} | {m['pixel_accuracy']:.1f} | {h['miou']:.1f} | "
             f"{h['pixel_accuracy']:.1f} | {m['classes_reached']} / {len(labels.class_names)} |"
         )
+    print("\nper-class IoU, majority vote (trained / random init):")
+    trained, random_init = (rows[k]["majority"]["per_class_iou"] for k in rows)
+    print(", ".join(f"{c} {trained[c]:.0f} / {random_init[c]:.0f}" for c in trained))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

@@ -4,7 +4,7 @@
     python bench/index_build.py --device cuda --coco-sized          # 5,000 x 640x480, R50 K 256
 
 CPU mode: the built-in scenes (192 px) indexed with a randomly initialised model of the demo
-preset's shape (ResNet-18 x 0.25, stride 8, K 32, D 64). --coco-sized: 5,000 generated 640 x 480
+preset's shape (ResNet-18 x 0.25, stride 8, K 32, D 32). --coco-sized: 5,000 generated 640 x 480
 JPEGs (smooth random colour fields) indexed at 448 px with the paper's shape (ResNet-50, K 256,
 D 256) at random weights (timings do not depend on the weights). Build time is the whole
 `indexing.build_index` call (decode, forward, maps, tables, faiss, atomic rename). Query
@@ -27,6 +27,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import torch
+from machine import cpu_name  # bench/machine.py, beside this script
 from PIL import Image
 
 from indexing import BuildConfig, ConceptIndex, build_index
@@ -144,19 +145,9 @@ def markdown_row(row: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine(device: str) -> dict:
     info = {
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+from machine import cpu_name  # bench/machine.py, beside this script
 
 from model.config import PRESETS
 from model.optim import build_optimizer
@@ -83,16 +83,6 @@ def measure(preset: str, batch: int, device: torch.device, steps: int, warmup: i
         "peak_memory_gib": peak_gib,
         "torch": torch.__version__,
     }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "CPU"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,8 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 def load(name: str):
+    if str(BENCH) not in sys.path:  # as when run as a script: helpers beside it import
+        sys.path.insert(0, str(BENCH))
     spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
