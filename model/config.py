@@ -86,7 +86,8 @@ PAPER_COCO_R50 = TrainConfig(
     save_every=10,
 )
 
-# Small enough to train on 2 CPU cores in well under an hour on the built-in scenes. Stride 8 keeps
+# Small enough to train on 2 CPU cores (100 epochs on 2,000 scenes: about 75 min; 60 epochs fell
+# short of the quality bar, docs/DEMO_MODEL.md) on the built-in scenes. Stride 8 keeps
 # the maps fine (8 x 8 at 64 px, 24 x 24 on a 192 px scene). Two departures from the paper, both
 # measured on this preset (docs/DEMO_MODEL.md): D <= K, so that the prototypes span the feature
 # space (with D 64 > K 32 the features turned orthogonal to every prototype and the assignment

@@ -267,8 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=sorted(PRESETS),
         default="demo",
-        help="paper-coco-r50: the paper's COCO run (8 GPUs); demo: small, 2 CPU cores in well "
-        "under an hour; tiny: tests (default: demo)",
+        help="paper-coco-r50: the paper's COCO run (8 GPUs); demo: small, about 75 min on 2 CPU "
+        "cores for 2,000 scenes; tiny: tests (default: demo)",
     )
     parser.add_argument(
         "--resume",
