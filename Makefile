@@ -11,7 +11,7 @@ DEMO_CHECKPOINT := assets/demo_encoder.pt
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-compile -e '.[dev]'
 	touch $(STAMP)
 
 # Scenes and index are cached: a second `make demo` goes straight to the app. The index is
