@@ -57,15 +57,17 @@ def sha256_file(path: str | Path, block: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, fsync, rename: never a half-written file."""
+def write_bytes_atomic(path: str | Path, data: bytes, durable: bool = True) -> None:
+    """Write to a temporary file beside `path`, fsync, rename: never a half-written file.
+    `durable=False` skips the fsync (caches that can be rebuilt, written on hot paths)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600

@@ -109,6 +109,18 @@ def explorer_data(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+def http_status(url: str) -> int:
+    """The status of a GET on the app under test (loopback only)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
 def free_port() -> int:
     import socket
 

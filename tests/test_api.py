@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import http_status
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -100,18 +99,10 @@ def test_uploads_over_the_byte_limit_are_refused_by_the_server(client, explorer_
     assert len(gallery) == 1
 
 
-def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
 def test_only_images_and_the_cache_are_served(explorer_app, explorer_data, explorer_ctx):
     base = f"{explorer_app}/gradio_api/file="
     image = sorted(explorer_data["images"].glob("*.jpg"))[0]
-    assert _status(base + str(image)) == 200
+    assert http_status(base + str(image)) == 200
     for secret in (
         explorer_data["index"] / "manifest.json",
         explorer_data["index"] / "slots.parquet",
@@ -121,4 +112,4 @@ def test_only_images_and_the_cache_are_served(explorer_app, explorer_data, explo
         Path(__file__).resolve().parents[1] / "pyproject.toml",  # the working directory
         Path("/etc/passwd"),
     ):
-        assert _status(base + str(secret)) in (403, 404), secret
+        assert http_status(base + str(secret)) in (403, 404), secret

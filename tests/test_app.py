@@ -6,11 +6,10 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import http_status
 
 import app
 
@@ -59,14 +58,6 @@ def test_wrong_checkpoint_is_a_clear_error(explorer_data, tmp_path, capsys):
     assert "another checkpoint" in capsys.readouterr().err
 
 
-def _get(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
 @pytest.mark.slow
 def test_app_starts_prints_its_url_and_asks_for_the_login(explorer_data, tmp_path):
     from conftest import free_port
@@ -95,8 +86,8 @@ def test_app_starts_prints_its_url_and_asks_for_the_login(explorer_data, tmp_pat
             line = process.stdout.readline()
             assert line or process.poll() is None, "app.py exited"
         assert f"http://127.0.0.1:{port}" in line
-        assert _get(f"http://127.0.0.1:{port}/") == 200  # the login page
-        assert _get(f"http://127.0.0.1:{port}/config") == 401
+        assert http_status(f"http://127.0.0.1:{port}/") == 200  # the login page
+        assert http_status(f"http://127.0.0.1:{port}/config") == 401
         from gradio_client import Client
 
         client = Client(f"http://127.0.0.1:{port}/", auth=("ada", "lovelace"), verbose=False)
