@@ -93,6 +93,13 @@ class ResNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        # As the authors' ResNet (and Goyal et al., 2017): the last BatchNorm scale of every
+        # residual block starts at 0, so each block starts as its shortcut path.
+        for m in self.modules():
+            if isinstance(m, BasicBlock):
+                nn.init.zeros_(m.bn2.weight)
+            elif isinstance(m, Bottleneck):
+                nn.init.zeros_(m.bn3.weight)
 
     def _make_layer(self, block, planes: int, n: int, stride: int = 1, dilate: bool = False):
         previous_dilation = self.dilation

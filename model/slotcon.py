@@ -59,15 +59,13 @@ class SlotCon(nn.Module):
 
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
-        """teacher = m * teacher + (1 - m) * student, for parameters and BatchNorm statistics."""
+        """teacher = m * teacher + (1 - m) * student, for parameters only.
+
+        As the authors do: the teacher's BatchNorm running statistics come from its own forward
+        passes (train mode), never from the student's."""
         for student, teacher in self._pairs():
             for ps, pt in zip(student.parameters(), teacher.parameters(), strict=True):
                 pt.mul_(momentum).add_(ps.detach(), alpha=1 - momentum)
-            for bs, bt in zip(student.buffers(), teacher.buffers(), strict=True):
-                if bt.dtype.is_floating_point:
-                    bt.mul_(momentum).add_(bs, alpha=1 - momentum)
-                else:
-                    bt.copy_(bs)
 
     @torch.no_grad()
     def update_center(self, teacher_dots: torch.Tensor) -> None:

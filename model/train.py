@@ -287,19 +287,27 @@ def build_parser() -> argparse.ArgumentParser:
             if f.name == "model":
                 continue
             kind = {"int": int, "float": float, "str": str}[str(f.type)]
+            default = "preset value if omitted"
+            if f.name == "lr":
+                default = "preset value x batch size / preset batch size if omitted"
             parser.add_argument(
                 "--" + f.name.replace("_", "-"),
                 type=kind,
                 default=None,
-                help=f"{f.metadata.get('help', '')} (preset value if omitted)",
+                help=f"{f.metadata.get('help', '')} ({default})",
             )
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The preset with the given flags; a --batch-size without --lr scales the preset's learning
+    rate linearly (the paper's rule: lr = 1.0 x batch / 256 with LARS)."""
     names = {f.name for cls in (TrainConfig, ModelConfig) for f in fields(cls)} - {"model"}
     changes = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-    return override(PRESETS[args.preset], **changes)
+    preset = PRESETS[args.preset]
+    if "batch_size" in changes and "lr" not in changes:
+        changes["lr"] = preset.lr * changes["batch_size"] / preset.batch_size
+    return override(preset, **changes)
 
 
 def main(argv: list[str] | None = None) -> int:

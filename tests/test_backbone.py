@@ -89,3 +89,20 @@ def test_infer_backbone_rejects_unknown_depth():
     state = {k: v for k, v in state.items() if not k.startswith("layer3.1.")}
     with pytest.raises(KeyError, match="unsupported ResNet depth"):
         infer_backbone(state, "")
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fresh_blocks_are_their_shortcut_path(arch):
+    """The last BatchNorm scale of every residual block starts at zero (the authors' init), so a
+    fresh block computes relu(shortcut(x))."""
+    torch.manual_seed(0)
+    net = ResNet(arch, width=0.25).eval()
+    x = torch.randn(2, net.layer1[0].conv1.in_channels, 12, 12)
+    for layer in (net.layer1, net.layer2):
+        for block in layer:
+            last_bn = block.bn3 if hasattr(block, "bn3") else block.bn2
+            assert torch.count_nonzero(last_bn.weight) == 0
+            shortcut = x if block.downsample is None else block.downsample(x)
+            with torch.no_grad():
+                torch.testing.assert_close(block(x), torch.relu(shortcut))
+                x = block(x)

@@ -19,10 +19,10 @@ from torch.utils.data import DataLoader
 from model import train as train_module
 from model.augment import AugmentConfig
 from model.checkpoint import read_checkpoint
-from model.config import TINY, override
+from model.config import PRESETS, TINY, override
 from model.data import ImageCollection, TwoViewDataset
 from model.slotcon import SlotCon, teacher_momentum
-from model.train import TrainingDiverged, main, train
+from model.train import TrainingDiverged, build_parser, config_from_args, main, train
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +91,10 @@ def test_total_loss_weights_group_and_slot(batch):
 def test_student_gets_gradients_teacher_none(batch):
     torch.manual_seed(0)
     model = SlotCon(TINY.model)
+    with torch.no_grad():  # the residual branches start closed (zero gamma): open them
+        for name, p in model.named_parameters():
+            if name.endswith(("bn2.weight", "bn3.weight")) and ".layer" in name:
+                p.fill_(0.1)
     model(*batch).loss.backward()
     student = ["encoder_q.", "projector_q.", "grouping_q.", "predictor_slot."]
     teacher = ["encoder_k.", "projector_k.", "grouping_k."]
@@ -117,33 +121,47 @@ def test_forward_updates_the_center(batch):
 
 
 def test_update_teacher_follows_the_ema_formula():
+    """Parameters move by the EMA formula; BatchNorm statistics are the teacher's own."""
     torch.manual_seed(0)
     model = SlotCon(TINY.model)
-    with torch.no_grad():  # make student and teacher differ
-        for name, p in model.named_parameters():
-            if name.endswith("_q") or "_q." in name:
-                p.add_(torch.randn_like(p))
+    with torch.no_grad():  # make student and teacher differ, parameters and statistics
+        for name, t in model.state_dict().items():
+            if ("_q." in name or name.startswith("predictor")) and t.dtype.is_floating_point:
+                t.add_(torch.rand_like(t))
     teacher_before = {n: t.clone() for n, t in model.state_dict().items() if "_k." in n}
-    student = model.state_dict()
+    student = {n: t.clone() for n, t in model.state_dict().items()}
+    parameter_names = {n for n, _ in model.named_parameters()}
     m = 0.7
     model.update_teacher(m)
     after = model.state_dict()
-    checked = 0
+    checked = buffers = 0
     for name, t in teacher_before.items():
         s = student[name.replace("_k.", "_q.")]
-        if t.dtype.is_floating_point:
+        if name in parameter_names:
             expected = m * t + (1 - m) * s
             torch.testing.assert_close(after[name], expected, rtol=1e-6, atol=1e-7)
             if name.endswith("weight") and not torch.equal(t, s):
                 assert not torch.allclose(after[name], t), name
             checked += 1
-        else:  # num_batches_tracked
-            assert torch.equal(after[name], s)
-    assert checked > 20
+        else:  # running_mean / running_var / num_batches_tracked: untouched by the EMA
+            assert torch.equal(after[name], t), name
+            buffers += 1
+    assert checked > 20 and buffers > 20
     # the student does not move
     for name, value in student.items():
         if "_q." in name or name.startswith("predictor_slot."):
             assert torch.equal(after[name], value)
+
+
+def test_teacher_statistics_come_from_its_own_forward_passes(batch):
+    torch.manual_seed(0)
+    model = SlotCon(TINY.model)
+    before = model.encoder_k.bn1.running_mean.clone()
+    model(*batch)
+    own = model.encoder_k.bn1.running_mean.clone()
+    assert not torch.equal(own, before)  # the teacher's forward (train mode) updated them
+    model.update_teacher(0.5)
+    assert torch.equal(model.encoder_k.bn1.running_mean, own)
 
 
 def test_teacher_momentum_schedule():
@@ -250,3 +268,16 @@ def test_resume_drops_log_records_after_the_checkpoint(tmp_path):
     _truncate_log(log, 5)
     steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]
+
+
+def test_batch_size_override_scales_the_learning_rate():
+    parser = build_parser()
+    paper = config_from_args(
+        parser.parse_args(["--preset", "paper-coco-r50", "--batch-size", "64"])
+    )
+    assert paper.lr == pytest.approx(1.0 * 64 / 256)  # the paper's rule
+    demo = config_from_args(parser.parse_args(["--batch-size", "32"]))
+    assert demo.lr == pytest.approx(PRESETS["demo"].lr / 2)
+    both = config_from_args(parser.parse_args(["--batch-size", "32", "--lr", "0.01"]))
+    assert both.lr == 0.01  # an explicit --lr wins
+    assert config_from_args(parser.parse_args([])).lr == PRESETS["demo"].lr
