@@ -29,7 +29,7 @@ from indexing.evaluate import scores_dict
 from indexing.evaluation import ConfusionAccumulator
 from indexing.extract import Geometry, ImageFiles, extract_batch, make_loader
 from indexing.groundtruth import CocoLabels
-from indexing.partial import Chunk, PartialBuild, shard
+from indexing.partial import Chunk, PartialBuild, is_partial_build, shard
 from indexing.search import INDEX_TYPES, build_faiss, save_faiss
 from indexing.store import (
     CONFUSION,
@@ -43,6 +43,7 @@ from indexing.store import (
     PROTOTYPES,
     SLOTS,
     assignment_path,
+    is_index_dir,
     partial_dir,
     replace_directory,
     sha256_file,
@@ -52,13 +53,14 @@ from indexing.store import (
 from indexing.tables import images_table, prototypes_table, slots_table
 from model import distributed
 from model.encoder import SlotConEncoder, load_encoder
+from model.outdir import check_output_dir
 
 
 @dataclass(frozen=True)
 class BuildConfig:
     checkpoint: Path  # encoder checkpoint: this project's (encoder.pt, last.pt) or published
     images: Path  # image root, searched recursively; paths are stored relative to it
-    out: Path  # index directory; an existing one is replaced once the new one is complete
+    out: Path  # index directory; an existing index is replaced once the new one is complete
     annotations: tuple[Path, ...] = ()  # COCO instances JSON [+ COCO-Stuff stuff JSON]
     size: int | None = None  # shorter side fed to the encoder; None = encoder.input_size
     batch_size: int = 16  # images per forward pass
@@ -157,6 +159,9 @@ def build_index(cfg: BuildConfig, on_chunk: Callable[[int], None] | None = None)
 def _build(cfg, on_chunk, rank_device: torch.device, started: float) -> Path | None:
     rank, world = distributed.rank(), distributed.world_size()
     root, out = Path(cfg.images).absolute(), Path(cfg.out).absolute()
+    # before any work: replace only an index, and remove only a partial build, of this program
+    check_output_dir(out, is_index_dir, "an index")
+    check_output_dir(partial_dir(out), is_partial_build, "a partial build of an index")
     device = cfg.device or None
     if distributed.is_distributed() and cfg.device in ("", "cuda"):
         device = str(rank_device)  # one GPU per process
@@ -197,6 +202,7 @@ def _build(cfg, on_chunk, rank_device: torch.device, started: float) -> Path | N
         return None
     merged = _merge(partial, len(paths), world, cfg.chunk_size, encoder, labels)
     _write_index(cfg, encoder, merged, paths, image_ids, labels, partial, checkpoint_sha, started)
+    check_output_dir(out, is_index_dir, "an index")  # again: something may have appeared since
     replace_directory(partial.index_dir, out)
     partial.remove()
     return out

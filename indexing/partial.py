@@ -94,6 +94,16 @@ def _empty(dim: int) -> dict:
     }
 
 
+def is_partial_build(root: str | Path) -> bool:
+    """True when `root` is a `<out>.partial` directory of a build: its build.json, or (a build
+    killed before writing it) nothing but its chunks/ and index/ folders."""
+    root = Path(root)
+    try:
+        return isinstance(json.loads((root / "build.json").read_text()), dict)
+    except (OSError, ValueError):
+        return {p.name for p in root.iterdir()} <= {"chunks", "index"}
+
+
 def shard(num_images: int, rank: int, world: int, chunk_size: int) -> list[list[int]]:
     """Positions of the chunks of one rank: images rank, rank + world, ... cut into chunks."""
     mine = list(range(rank, num_images, world))

@@ -105,6 +105,16 @@ def read_manifest(root: str | Path) -> dict:
     return manifest
 
 
+def is_index_dir(root: str | Path) -> bool:
+    """True when `root` holds an index of this program (any format version): the only kind
+    of directory `python -m indexing build` replaces."""
+    try:
+        manifest = json.loads((Path(root) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
+
+
 def _is_partial(root: Path) -> bool:
     return root.name.endswith(".partial")
 

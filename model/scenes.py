@@ -31,6 +31,7 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from model import scene_textures as tex
+from model.outdir import check_output_dir
 from model.scene_shapes import SHAPES, UNIT_AREA
 
 GENERATOR_VERSION = 1  # bump when the pictures change, so that cached data sets are rebuilt
@@ -245,6 +246,16 @@ def find_complete(
     return json_path
 
 
+def is_scenes_dir(out: Path) -> bool:
+    """True when ``out`` is a data set of this module: an instances JSON of ours in its
+    annotations, or (a first write killed before its rename) only its staging directories."""
+    out = Path(out)
+    if any(_load_ours(p) is not None for p in out.glob("annotations/instances_*.json")):
+        return True
+    staging = re.compile(re.escape(f".{out.name}.") + r".+\.tmp-\d+-[0-9a-f]+")
+    return all(staging.fullmatch(p.name) and p.is_dir() for p in out.iterdir())
+
+
 def _check_target(out: Path, split: str) -> None:
     """Refuse to replace anything that is not a scenes data set (e.g. a real COCO folder)."""
     if out.exists() and not out.is_dir():
@@ -267,8 +278,8 @@ def write_scenes(
     ``out/annotations/instances_<split>.json``. Returns at once when that data set is already
     complete. A new ``out`` is built in a hidden sibling directory and renamed into place; into an
     existing ``out`` (another split) the split is staged inside it and the JSON, the completion
-    mark, is moved in last. Raises ValueError on bad arguments and OSError when ``out`` cannot be
-    written.
+    mark, is moved in last. Raises ValueError on bad arguments, model.outdir.OutputDirError
+    when ``out`` holds anything but a scenes data set, and OSError when it cannot be written.
     """
     if images < 1 or size < MIN_SIZE or workers < 1:
         raise ValueError(f"need images >= 1, size >= {MIN_SIZE}, workers >= 1")
@@ -278,6 +289,7 @@ def write_scenes(
     done = find_complete(out, images, size, seed, split)
     if done is not None:
         return done
+    check_output_dir(out, is_scenes_dir, "a scenes data set")
     _check_target(out, split)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out if out.exists() else out.parent
@@ -347,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         required=True,
-        help="output directory (COCO layout); rerunning with the same parameters is a no-op",
+        help="output directory (COCO layout): new, empty or a scenes data set (any other folder "
+        "is refused); rerunning with the same parameters is a no-op",
     )
     p.add_argument(
         "--images",

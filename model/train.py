@@ -35,6 +35,7 @@ from model.checkpoint import (
 from model.config import PRESETS, ModelConfig, TrainConfig, model_config_from_dict, override
 from model.data import EpochSampler, ImageCollection, TwoViewDataset, collection_root
 from model.optim import build_optimizer, learning_rate
+from model.outdir import check_output_dir, is_run_dir
 from model.slotcon import SlotCon, SlotConLosses, teacher_momentum
 
 
@@ -147,8 +148,10 @@ def train(cfg: TrainConfig, resume: bool = True, stop_after_epochs: int | None =
     """Run (or continue) training; returns the output directory.
 
     `stop_after_epochs` ends the run early while keeping the schedule of `cfg.epochs`
-    (an interruption that --resume continues exactly).
+    (an interruption that --resume continues exactly). Continues or restarts only a run
+    directory of this program (model.outdir.OutputDirError otherwise, before any work).
     """
+    check_output_dir(cfg.out, is_run_dir, "a training run")
     device = distributed.init_from_environment()
     if cfg.device:
         device = torch.device(cfg.device)
