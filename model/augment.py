@@ -2,6 +2,8 @@
 
 Every random draw comes from an explicit `random.Random`, so a sample's views depend only on
 (seed, epoch, index): identical across worker counts and across an interrupted-and-resumed run.
+`draw_views` makes all the draws of one sample; `TwoViewTransform` applies them to a PIL image
+(bicubic crops, the paper's way), model.tensor_views to a batch of decoded images.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import NamedTuple
 import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
+
+from model.photometric import ColourParams, apply_colour, draw_colour
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -37,17 +41,39 @@ class TwoViews(NamedTuple):
 
 @dataclass(frozen=True)
 class AugmentConfig:
+    """Paper values by default (SLOTCON.md); the demo preset changes some (model/config.py)."""
+
     size: int = 224  # output side of each view
-    min_scale: float = 0.08  # crop area fraction range (min_scale, 1)
+    min_scale: float = 0.08  # crop area fraction range (min_scale, max_scale)
     min_overlap: float = 0.01  # the second crop must have this fraction of its area in the first
+    max_scale: float = 1.0
+    hue: float = 0.1  # largest hue shift of the colour jitter, in turns (0.5: whole circle)
+    grayscale: float = 0.2  # probability of a grayscale view
+    channel_shuffle: float = 0.0  # probability of a random RGB permutation
+    blur_sigma: float = 2.0  # largest blur sigma in view px (smallest: 1/20 of it)
 
 
-def sample_crop(rng: random.Random, width: int, height: int, min_scale: float) -> Crop:
-    """Random-resized-crop box (torchvision's rule: scale (min_scale, 1), ratio 3/4..4/3)."""
+class ViewDraws(NamedTuple):
+    """Everything random about one sample's two views."""
+
+    crop1: Crop
+    crop2: Crop
+    overlap: tuple[float, float, float, float]  # XYXY image pixels
+    flip1: bool
+    flip2: bool
+    colour1: ColourParams
+    colour2: ColourParams
+
+
+def sample_crop(
+    rng: random.Random, width: int, height: int, min_scale: float, max_scale: float = 1.0
+) -> Crop:
+    """Random-resized-crop box (torchvision's rule: scale (min_scale, max_scale), ratio
+    3/4..4/3)."""
     area = width * height
     log_ratio = (math.log(3 / 4), math.log(4 / 3))
     for _ in range(10):
-        target = area * rng.uniform(min_scale, 1.0)
+        target = area * rng.uniform(min_scale, max_scale)
         ratio = math.exp(rng.uniform(*log_ratio))
         w, h = math.sqrt(target * ratio), math.sqrt(target / ratio)
         if 0 < w <= width and 0 < h <= height:
@@ -73,33 +99,26 @@ def overlap_coords(crop: Crop, box: tuple[float, float, float, float], flip: boo
     return torch.tensor([nx1, ny1, nx2, ny2], dtype=torch.float32)
 
 
-def _colour(x: torch.Tensor, rng: random.Random, blur_p: float, solarize_p: float) -> torch.Tensor:
-    """Photometric part on a (3, S, S) float image in [0, 1]."""
-    if rng.random() < 0.8:  # colour jitter, ops in random order (torchvision's behaviour)
-        ops = [
-            lambda t: TF.adjust_brightness(t, rng.uniform(0.6, 1.4)),
-            lambda t: TF.adjust_contrast(t, rng.uniform(0.6, 1.4)),
-            lambda t: TF.adjust_saturation(t, rng.uniform(0.8, 1.2)),
-            lambda t: TF.adjust_hue(t, rng.uniform(-0.1, 0.1)),
-        ]
-        rng.shuffle(ops)
-        for op in ops:
-            x = op(x)
-    if rng.random() < 0.2:
-        x = TF.rgb_to_grayscale(x, num_output_channels=3)
-    if rng.random() < blur_p:
-        sigma = rng.uniform(0.1, 2.0)
-        side = min(x.shape[-2:])
-        kernel = min(2 * math.ceil(3 * sigma) + 1, side if side % 2 else side - 1)  # odd
-        x = TF.gaussian_blur(x, [kernel, kernel], [sigma, sigma])
-    if rng.random() < solarize_p:
-        x = TF.solarize(x, 0.5)
-    return x
-
-
 def normalize(x: torch.Tensor) -> torch.Tensor:
     """(3, H, W) float in [0, 1] -> ImageNet-normalised."""
     return TF.normalize(x, list(IMAGENET_MEAN), list(IMAGENET_STD))
+
+
+def draw_views(rng: random.Random, width: int, height: int, cfg: AugmentConfig) -> ViewDraws:
+    """Crops (the second re-drawn until it overlaps the first enough), flips and colours."""
+    crop1 = sample_crop(rng, width, height, cfg.min_scale, cfg.max_scale)
+    for _ in range(10):
+        crop2 = sample_crop(rng, width, height, cfg.min_scale, cfg.max_scale)
+        x1, y1, x2, y2 = _intersection(crop1, crop2)
+        if (x2 - x1) * (y2 - y1) >= cfg.min_overlap * crop2.width * crop2.height:
+            break
+    else:
+        crop2 = crop1  # never leave the views without a common region
+    flip1, flip2 = rng.random() < 0.5, rng.random() < 0.5
+    colour = (cfg.hue, cfg.grayscale, cfg.channel_shuffle, cfg.blur_sigma)
+    colour1 = draw_colour(rng, *colour, blur_p=1.0, solarize_p=0.0)  # view 1: always blurred
+    colour2 = draw_colour(rng, *colour, blur_p=0.1, solarize_p=0.2)
+    return ViewDraws(crop1, crop2, _intersection(crop1, crop2), flip1, flip2, colour1, colour2)
 
 
 class TwoViewTransform:
@@ -116,24 +135,19 @@ class TwoViewTransform:
         return x.flip(-1) if flip else x
 
     def __call__(self, image: Image.Image, rng: random.Random) -> TwoViews:
-        W, H = image.size
-        crop1 = sample_crop(rng, W, H, self.cfg.min_scale)
-        for _ in range(10):
-            crop2 = sample_crop(rng, W, H, self.cfg.min_scale)
-            x1, y1, x2, y2 = _intersection(crop1, crop2)
-            if (x2 - x1) * (y2 - y1) >= self.cfg.min_overlap * crop2.width * crop2.height:
-                break
-        else:
-            crop2 = crop1  # never leave the views without a common region
-        box = _intersection(crop1, crop2)
-        flip1, flip2 = rng.random() < 0.5, rng.random() < 0.5
-        view1 = _colour(self._view(image, crop1, flip1), rng, blur_p=1.0, solarize_p=0.0)
-        view2 = _colour(self._view(image, crop2, flip2), rng, blur_p=0.1, solarize_p=0.2)
+        d = draw_views(rng, *image.size, self.cfg)
+        view1 = _colour(self._view(image, d.crop1, d.flip1), d.colour1)
+        view2 = _colour(self._view(image, d.crop2, d.flip2), d.colour2)
         return TwoViews(
             normalize(view1),
             normalize(view2),
-            overlap_coords(crop1, box, flip1),
-            overlap_coords(crop2, box, flip2),
-            torch.tensor(flip1),
-            torch.tensor(flip2),
+            overlap_coords(d.crop1, d.overlap, d.flip1),
+            overlap_coords(d.crop2, d.overlap, d.flip2),
+            torch.tensor(d.flip1),
+            torch.tensor(d.flip2),
         )
+
+
+def _colour(x: torch.Tensor, params: ColourParams) -> torch.Tensor:
+    """Photometric part on one (3, S, S) float image in [0, 1]."""
+    return apply_colour(x[None], [params])[0]

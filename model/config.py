@@ -46,6 +46,16 @@ class TrainConfig:
     out: str = _f("runs/slotcon", "output directory: checkpoints, log.jsonl")
     image_size: int = _f(224, "side of each augmented view (paper: 224)")
     min_scale: float = _f(0.08, "random-resized-crop scale range lower bound (paper: 0.08)")
+    max_scale: float = _f(1.0, "random-resized-crop scale range upper bound (paper: 1.0)")
+    hue: float = _f(0.1, "largest hue shift of the colour jitter, in turns (paper: 0.1; 0.5 = all)")
+    grayscale: float = _f(0.2, "probability of a grayscale view (paper: 0.2)")
+    channel_shuffle: float = _f(0.0, "probability of a random RGB permutation (paper: 0)")
+    blur_sigma: float = _f(2.0, "largest Gaussian blur sigma in view px (paper: 2.0 at 224 px)")
+    pipeline: str = _f(
+        "pil",
+        "pil: decode and augment per sample in DataLoader workers (any collection, bicubic); "
+        "tensor: decode once into memory, augment per batch with tensor ops (small collections)",
+    )
     batch_size: int = _f(512, "global batch over all processes (paper: 512 on 8 GPUs)")
     epochs: int = _f(800, "passes over the data; paper: 800 on COCO")
     optimizer: str = _f("lars", "lars (paper) | sgd | adamw (small models on CPU)")
@@ -63,6 +73,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in ("lars", "sgd", "adamw"):
             raise ValueError(f"optimizer must be lars, sgd or adamw, got {self.optimizer!r}")
+        if self.pipeline not in ("pil", "tensor"):
+            raise ValueError(f"pipeline must be pil or tensor, got {self.pipeline!r}")
+        if not 0 < self.min_scale <= self.max_scale <= 1:
+            raise ValueError("crop scales need 0 < min_scale <= max_scale <= 1")
         if self.precision not in ("fp16", "bf16", "fp32"):
             raise ValueError(f"precision must be fp16, bf16 or fp32, got {self.precision!r}")
         if self.save_every < 1:

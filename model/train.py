@@ -37,6 +37,7 @@ from model.data import EpochSampler, ImageCollection, TwoViewDataset, collection
 from model.optim import build_optimizer, learning_rate
 from model.outdir import check_output_dir, is_run_dir
 from model.slotcon import SlotCon, SlotConLosses, teacher_momentum
+from model.tensor_views import BatchTwoViews, DecodedImages
 
 
 class TrainingDiverged(RuntimeError):
@@ -144,6 +145,50 @@ def optimisation_step(
     return losses
 
 
+def augment_config(cfg: TrainConfig) -> AugmentConfig:
+    return AugmentConfig(
+        size=cfg.image_size,
+        min_scale=cfg.min_scale,
+        max_scale=cfg.max_scale,
+        hue=cfg.hue,
+        grayscale=cfg.grayscale,
+        channel_shuffle=cfg.channel_shuffle,
+        blur_sigma=cfg.blur_sigma,
+    )
+
+
+def _data(cfg: TrainConfig, per_rank: int, rank: int, world: int, device: torch.device):
+    """This rank's sampler and a function giving the epoch's batches as (TwoViews of (B, ...)
+    tensors, number of samples that replaced an unreadable image)."""
+    images = ImageCollection(collection_root(cfg.data, cfg.split))
+    augment = augment_config(cfg)
+    if cfg.pipeline == "tensor":
+        decoded = DecodedImages(images)
+        if decoded.skipped and distributed.is_main_process():
+            print(f"warning: {len(decoded.skipped)} unreadable images skipped", file=sys.stderr)
+        sampler = EpochSampler(len(decoded), per_rank, cfg.seed, rank, world)
+        make_views = BatchTwoViews(decoded, augment, cfg.seed)
+
+        def tensor_batches():
+            keys = list(sampler)
+            for start in range(0, len(keys), per_rank):
+                yield make_views(keys[start : start + per_rank]), 0
+
+        return sampler, tensor_batches
+    dataset = TwoViewDataset(images, augment, cfg.seed)
+    sampler = EpochSampler(len(images), per_rank, cfg.seed, rank, world)
+    loader = DataLoader(
+        dataset,
+        batch_size=per_rank,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
+        persistent_workers=cfg.workers > 0,
+    )
+    return sampler, lambda: ((views, int(skipped.gt(0).sum())) for views, skipped in loader)
+
+
 def train(cfg: TrainConfig, resume: bool = True, stop_after_epochs: int | None = None) -> Path:
     """Run (or continue) training; returns the output directory.
 
@@ -167,18 +212,7 @@ def train(cfg: TrainConfig, resume: bool = True, stop_after_epochs: int | None =
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    images = ImageCollection(collection_root(cfg.data, cfg.split))
-    dataset = TwoViewDataset(images, AugmentConfig(cfg.image_size, cfg.min_scale), cfg.seed)
-    sampler = EpochSampler(len(images), per_rank, cfg.seed, rank, world)
-    loader = DataLoader(
-        dataset,
-        batch_size=per_rank,
-        sampler=sampler,
-        num_workers=cfg.workers,
-        pin_memory=device.type == "cuda",
-        drop_last=True,
-        persistent_workers=cfg.workers > 0,
-    )
+    sampler, batches = _data(cfg, per_rank, rank, world, device)
     steps_per_epoch = len(sampler) // per_rank
     total_steps = cfg.epochs * steps_per_epoch
     warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
@@ -208,8 +242,8 @@ def train(cfg: TrainConfig, resume: bool = True, stop_after_epochs: int | None =
         for epoch in range(start_epoch, last_epoch):
             sampler.set_epoch(epoch)
             tick = time.perf_counter()
-            for views, skipped in loader:
-                skipped_total += int(skipped.gt(0).sum())
+            for views, skipped in batches():
+                skipped_total += skipped
                 lr = learning_rate(step, total_steps, warmup_steps, cfg.lr, cfg.min_lr)
                 for group in optimizer.param_groups:
                     group["lr"] = lr

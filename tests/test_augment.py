@@ -81,7 +81,7 @@ def test_flip_mirrors_the_coords():
 
 def test_flipped_view_is_the_mirror_image(picture, monkeypatch):
     """With colour off, a flipped view is the unflipped crop mirrored, coords mirrored too."""
-    monkeypatch.setattr(augment, "_colour", lambda x, rng, blur_p, solarize_p: x)
+    monkeypatch.setattr(augment, "_colour", lambda x, params: x)
     transform = TwoViewTransform(AugmentConfig(size=S))
     found = False
     for seed in range(20):

@@ -246,7 +246,7 @@ def test_invert_augmentation_aligns_a_marker(flips, seed):
 def test_invert_augmentation_with_the_real_two_view_transform(seed, monkeypatch):
     """TwoViewTransform's crops, flips and coords (colour off): a bright spot in the image lands
     at the same aligned position of both views."""
-    monkeypatch.setattr(augment, "_colour", lambda x, rng, blur_p, solarize_p: x)
+    monkeypatch.setattr(augment, "_colour", lambda x, params: x)
     crops = []
     real_sample_crop = augment.sample_crop
 
