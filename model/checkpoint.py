@@ -8,10 +8,11 @@ anything of it runs. Writes are atomic (temporary file + rename).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import pickle
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
@@ -27,6 +28,13 @@ TEACHER_PARTS = {
     "projector_k.": "projector.",
     "grouping_k.": "grouping.",
 }
+
+
+# Upper bounds on a model read from a file: far above any real SlotCon (paper: K 256, D 256,
+# H 4096, width 1), far below sizes whose allocation would exhaust memory. K also fits the int16
+# assignment maps.
+MODEL_LIMITS = {"num_prototypes": 32767, "dim_out": 65536, "dim_hidden": 65536, "width": 16.0}
+_TYPES = {"int": int, "float": float, "str": str}  # ModelConfig's field annotations
 
 
 class CheckpointError(ValueError):
@@ -100,34 +108,100 @@ def teacher_state(model_state: dict, prefix: str = "") -> dict:
     return out
 
 
-def _published_config(model_state: dict, args) -> ModelConfig:
+def _published_config(model_state: dict, args, name: str) -> ModelConfig:
     """Model shape of a published full checkpoint, read off its weights."""
+    embed = model_state["module.grouping_k.slot_embed.weight"]
+    if embed.ndim != 2 or model_state["module.encoder_k.conv1.weight"].ndim != 4:
+        raise CheckpointError(
+            f"{name}: malformed published checkpoint: slot_embed.weight {tuple(embed.shape)} "
+            "must be (K, D) and encoder_k.conv1.weight 4-dimensional"
+        )
     arch, width = infer_backbone(model_state, "module.encoder_k.")
-    hidden = model_state["module.projector_k.mlp.0.weight"].shape[0]
-    dim_out, K = model_state["module.grouping_k.slot_embed.weight"].shape[1::-1]
-    teacher_temp = float(getattr(args, "teacher_temp", 0.07))
-    return ModelConfig(
-        arch=arch,
-        width=width,
-        dim_hidden=hidden,
-        dim_out=dim_out,
-        num_prototypes=K,
-        teacher_temp=teacher_temp,
-    )
+    dim_out, K = embed.shape[1::-1]
+    teacher_temp = getattr(args, "teacher_temp", 0.07)
+    values = {
+        "arch": arch,
+        "width": width,
+        "dim_hidden": model_state["module.projector_k.mlp.0.weight"].shape[0],
+        "dim_out": dim_out,
+        "num_prototypes": K,
+        "teacher_temp": float(teacher_temp) if isinstance(teacher_temp, int) else teacher_temp,
+    }
+    return model_config_from_file(values, name)
+
+
+def model_config_from_file(values: object, name: str = "checkpoint") -> ModelConfig:
+    """ModelConfig from a checkpoint's dict; CheckpointError on wrong types, unknown values or
+    sizes beyond MODEL_LIMITS, so that nothing is allocated for a corrupt or crafted file."""
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{name}: malformed model config: {_describe(values)}, not a dict")
+    for f in fields(ModelConfig):
+        if f.name not in values:
+            continue  # a file of an older version: the default
+        value, kind = values[f.name], _TYPES[str(f.type)]
+        accepted = (int, float) if kind is float else kind  # 1 is a fine width
+        if not isinstance(value, accepted) or isinstance(value, bool):
+            raise CheckpointError(
+                f"{name}: malformed model config: {f.name} is {value!r}, not a {kind.__name__}"
+            )
+        if kind is float and not math.isfinite(value):
+            raise CheckpointError(f"{name}: malformed model config: {f.name} is {value}")
+        limit = MODEL_LIMITS.get(f.name)
+        if limit is not None and not 0 < value <= limit:
+            raise CheckpointError(
+                f"{name}: model config {f.name} = {value} is outside (0, {limit}]: a corrupt file?"
+            )
+        if f.name.endswith("_temp") and value <= 0:
+            raise CheckpointError(f"{name}: model config {f.name} = {value} must be > 0")
+    try:
+        return model_config_from_dict(values)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{name}: malformed model config: {error}") from error
+
+
+def _describe(value: object) -> str:
+    return "None" if value is None else f"a {type(value).__name__}"
+
+
+def _field(obj: dict, key: str, name: str, where: str = "") -> dict:
+    """obj[key], which must be a dict (CheckpointError naming the key otherwise)."""
+    if key not in obj:
+        raise CheckpointError(f"{name}: malformed checkpoint: '{where}{key}' is missing")
+    if not isinstance(obj[key], dict):
+        raise CheckpointError(
+            f"{name}: malformed checkpoint: '{where}{key}' is {_describe(obj[key])}, "
+            "expected a dict"
+        )
+    return obj[key]
+
+
+def _weights(state: dict, name: str) -> dict:
+    """A state dict of tensors (CheckpointError naming the first entry that is not)."""
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"{name}: malformed checkpoint: weight '{key}' is {_describe(value)}, not a tensor"
+            )
+    return state
 
 
 def encoder_weights(ckpt: dict, name: str = "checkpoint") -> tuple[ModelConfig, dict]:
-    """(ModelConfig, encoder state dict) from any supported checkpoint dict."""
+    """(ModelConfig, encoder state dict of tensors) from any supported checkpoint dict.
+
+    Checks the structure, types and bounds of what it reads (CheckpointError); whether the
+    weights' shapes fit the config is load_encoder's check."""
     if ckpt.get("format") == FORMAT:
         if ckpt.get("kind") == "encoder":
-            return model_config_from_dict(ckpt["model_config"]), ckpt["encoder"]
+            cfg = model_config_from_file(_field(ckpt, "model_config", name), name)
+            return cfg, _weights(_field(ckpt, "encoder", name), name)
         if ckpt.get("kind") == "training":
-            cfg = model_config_from_dict(ckpt["config"]["model"])
-            return cfg, teacher_state(ckpt["model"])
+            model_cfg = _field(_field(ckpt, "config", name), "model", name, where="config.")
+            cfg = model_config_from_file(model_cfg, name)
+            return cfg, teacher_state(_weights(_field(ckpt, "model", name), name))
     state = ckpt.get("model")
     if isinstance(state, dict) and "module.encoder_k.conv1.weight" in state:
         try:
-            cfg = _published_config(state, ckpt.get("args"))
+            cfg = _published_config(_weights(state, name), ckpt.get("args"), name)
         except KeyError as error:
             raise CheckpointError(f"{name}: incomplete published checkpoint: {error}") from error
         return cfg, teacher_state(state, prefix="module.")

@@ -259,3 +259,136 @@ def test_encoder_checkpoint_round_trip_without_training(tmp_path):
     encoder = load_encoder(tmp_path / "e.pt", device="cpu")
     for name, value in teacher_state(model.state_dict()).items():
         assert torch.equal(encoder.state_dict()[name], value), name
+
+
+# ---------------------------------------------------------------- malformed files of our format
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory) -> dict:
+    """A valid encoder checkpoint dict (TINY shape), and a valid training one."""
+    torch.manual_seed(0)
+    state = SlotCon(TINY.model).state_dict()
+    encoder = encoder_checkpoint(TINY.model, teacher_state(state))
+    training = {"format": "slotcon-explorer", "version": 1, "kind": "training",
+                "config": {"model": dict(encoder["model_config"])}, "model": state}  # fmt: skip
+    return {"encoder": encoder, "training": training}
+
+
+def _cfg_change(**changes):
+    return lambda ckpt: ckpt["model_config"].update(changes)
+
+
+def _published_change(key: str, value):
+    return lambda ckpt: ckpt["model"].__setitem__(key, value)
+
+
+MALFORMED = {
+    "no model_config": (lambda c: c.pop("model_config"), "'model_config' is missing"),
+    "model_config None": (lambda c: c.update(model_config=None), "'model_config' is None"),
+    "model_config a list": (lambda c: c.update(model_config=[8]), "'model_config' is a list"),
+    "no weights": (lambda c: c.pop("encoder"), "'encoder' is missing"),
+    "weights a list": (lambda c: c.update(encoder=[1]), "'encoder' is a list"),
+    "weight not a tensor": (
+        lambda c: c["encoder"].update({"grouping.slot_embed.weight": "x"}),
+        "'grouping.slot_embed.weight' is a str, not a tensor",
+    ),
+    "K a string": (_cfg_change(num_prototypes="8"), "num_prototypes"),
+    "K a float": (_cfg_change(num_prototypes=8.5), "num_prototypes"),
+    "K a bool": (_cfg_change(num_prototypes=True), "num_prototypes"),
+    "K 2**40": (_cfg_change(num_prototypes=2**40), "num_prototypes"),
+    "D 0": (_cfg_change(dim_out=0), "dim_out"),
+    "D 2**31": (_cfg_change(dim_out=2**31), "dim_out"),
+    "width huge": (_cfg_change(width=1e9), "width"),
+    "width a string": (_cfg_change(width="wide"), "width"),
+    "width NaN": (_cfg_change(width=float("nan")), "width"),
+    "hidden huge": (_cfg_change(dim_hidden=2**40), "dim_hidden"),
+    "temperature 0": (_cfg_change(teacher_temp=0.0), "teacher_temp"),
+    "unknown arch": (_cfg_change(arch="resnet1000"), "arch"),
+    "stride 7": (_cfg_change(output_stride=7), "output_stride"),
+    "K disagrees with the weights": (_cfg_change(num_prototypes=9), "do not fit"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_encoder_files_raise_checkpoint_error(good, tmp_path, case):
+    import copy
+
+    change, message = MALFORMED[case]
+    ckpt = copy.deepcopy(good["encoder"])
+    change(ckpt)
+    torch.save(ckpt, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=message) as caught:
+        load_encoder(tmp_path / "bad.pt", device="cpu")
+    assert "bad.pt" in str(caught.value)
+
+
+TRAINING_MALFORMED = {
+    "no config": (lambda c: c.pop("config"), "'config' is missing"),
+    "config a string": (lambda c: c.update(config="tiny"), "'config' is a str"),
+    "no model config": (lambda c: c["config"].pop("model"), "'config.model' is missing"),
+    "model config None": (lambda c: c["config"].update(model=None), "'config.model' is None"),
+    "weights None": (lambda c: c.update(model=None), "'model' is None"),
+    "K a string": (lambda c: c["config"]["model"].update(num_prototypes="8"), "num_prototypes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TRAINING_MALFORMED))
+def test_malformed_training_files_raise_checkpoint_error(good, tmp_path, case):
+    import copy
+
+    change, message = TRAINING_MALFORMED[case]
+    ckpt = copy.deepcopy(good["training"])
+    change(ckpt)
+    torch.save(ckpt, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match=message):
+        load_encoder(tmp_path / "last.pt", device="cpu")
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("module.grouping_k.slot_embed.weight", torch.zeros(16), "slot_embed"),
+        ("module.projector_k.mlp.0.weight", "weights", "not a tensor"),
+        ("module.encoder_k.conv1.weight", torch.zeros(64), "conv1"),
+    ],
+)
+def test_malformed_published_files_raise_checkpoint_error(tmp_path, key, value, message):
+    path = tmp_path / "published.pth"
+    _published_file(path)
+    ckpt = torch.load(path, weights_only=False)
+    ckpt["model"][key] = value
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match=message):
+        load_encoder(path, device="cpu")
+    ckpt["model"][key] = torch.zeros(1)
+    ckpt["args"].teacher_temp = "hot"
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError):
+        load_encoder(path, device="cpu")
+
+
+def test_shapes_are_checked_before_the_network_is_built(good, tmp_path, monkeypatch):
+    """A config that disagrees with its weights builds nothing outside the meta device."""
+    import copy
+
+    import model.encoder as encoder_module
+
+    devices = []
+    real = encoder_module.build_backbone
+
+    def spy(cfg):
+        devices.append(torch.empty(0).device.type)
+        return real(cfg)
+
+    monkeypatch.setattr(encoder_module, "build_backbone", spy)
+    ckpt = copy.deepcopy(good["encoder"])
+    ckpt["model_config"]["dim_hidden"] = 48  # the projector's weights are 32 wide
+    torch.save(ckpt, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="projector"):
+        load_encoder(tmp_path / "bad.pt", device="cpu")
+    assert set(devices) <= {"meta"}
+    devices.clear()
+    torch.save(good["encoder"], tmp_path / "good.pt")
+    load_encoder(tmp_path / "good.pt", device="cpu")
+    assert devices[-1] == "cpu"
