@@ -27,6 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(without it the app browses the collection only)",
     )
     parser.add_argument(
+        "--image-root",
+        type=Path,
+        default=None,
+        help="the collection's image folder, when it moved since the build (e.g. the index was "
+        "copied to another machine); default: the folder recorded in the index",
+    )
+    parser.add_argument(
         "--host",
         default="127.0.0.1",
         help="address to listen on (default 127.0.0.1: this machine only; "
@@ -89,7 +96,12 @@ def main(args: argparse.Namespace) -> int:
     Image.MAX_IMAGE_PIXELS = max(limits.max_pixels, 1)
     try:
         ctx = open_context(
-            args.index, args.checkpoint, args.cache, ServeConfig(limits=limits), device=args.device
+            args.index,
+            args.checkpoint,
+            args.cache,
+            ServeConfig(limits=limits),
+            device=args.device,
+            image_root=args.image_root,
         )
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -76,14 +76,15 @@ def open_context(
     cache_dir: str | Path = "cache",
     config: ServeConfig | None = None,
     device: str | None = None,
+    image_root: str | Path | None = None,
 ) -> AppContext:
-    """Open the index (checking that it was built with `checkpoint`, when given) and load the
-    encoder once. Raises indexing.IndexMismatchError / model.CheckpointError / FileNotFoundError
-    with clear messages."""
+    """Open the index (checking that it was built with `checkpoint`, when given; its images at
+    `image_root` when they moved) and load the encoder once. Raises indexing.IndexMismatchError /
+    IndexFormatError / model.CheckpointError / FileNotFoundError with clear messages."""
     from indexing import ConceptIndex
     from model import load_encoder
 
-    index = ConceptIndex.open(index_dir, checkpoint=checkpoint)
+    index = ConceptIndex.open(index_dir, checkpoint=checkpoint, image_root=image_root)
     encoder = load_encoder(checkpoint, device=device) if checkpoint is not None else None
     cache = Path(cache_dir).resolve()
     cache.mkdir(parents=True, exist_ok=True)

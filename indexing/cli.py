@@ -122,6 +122,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="cocostuff27: image list (one zero-padded id a line); default the 2,175-image "
         "curated list of IIC / PiCIE / STEGO",
     )
+    _add_image_root(p)
     p.add_argument("--batch-size", type=int, default=16, help="cocostuff27: images per pass")
     p.add_argument("--device", default="", help="cocostuff27: cpu | cuda (default: GPU if any)")
     p.add_argument("--out-json", type=Path, default=None, help="write the scores as JSON")
@@ -146,6 +147,17 @@ def _add_figure(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the prototype sample")
     p.add_argument("--cell", type=int, default=128, help="thumbnail side in pixels")
+    _add_image_root(p)
+
+
+def _add_image_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--image-root",
+        type=Path,
+        default=None,
+        help="the collection's image folder, when it moved since the build (default: the "
+        "folder recorded in the index)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,7 +220,9 @@ def run_evaluate(args: argparse.Namespace) -> None:
     from indexing.collection import load_labels
     from indexing.concept_index import ConceptIndex
 
-    index = ConceptIndex.open(args.index, checkpoint=args.checkpoint, gpu=False)
+    index = ConceptIndex.open(
+        args.index, checkpoint=args.checkpoint, gpu=False, image_root=args.image_root
+    )
     annotations = args.annotations or [Path(p) for p in index.manifest.get("annotations", [])]
     result: dict = {"protocol": args.protocol, "index": str(index.root)}
     vectors = index.prototype_vectors()
@@ -261,7 +275,7 @@ def run_figure(args: argparse.Namespace) -> None:
 
     if args.k < 1 or args.cell < 16 or args.sample < 1:
         raise ValueError("--k and --sample must be >= 1 and --cell >= 16")
-    index = ConceptIndex.open(args.index, gpu=False)
+    index = ConceptIndex.open(args.index, gpu=False, image_root=args.image_root)
     prototypes = args.prototypes or sample_prototypes(index, args.sample, args.seed)
     if not prototypes:
         raise ValueError(f"{index.root} has no slots to draw")

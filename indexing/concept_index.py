@@ -66,39 +66,83 @@ class QueryResult(NamedTuple):
 class ConceptIndex:
     """Queries over one index directory; create with ConceptIndex.open(dir)."""
 
-    def __init__(self, root: Path, manifest: dict, gpu: bool | None = None):
+    def __init__(
+        self,
+        root: Path,
+        manifest: dict,
+        gpu: bool | None = None,
+        image_root: str | Path | None = None,
+    ):
         """Use ConceptIndex.open, which checks the directory and the checkpoint first."""
         self.root = Path(root)
-        self.manifest = manifest
+        self.manifest = manifest  # as on disk (its image_root too, when relocated)
         self.num_prototypes = int(manifest["model"]["num_prototypes"])  # K
         self.dim = int(manifest["model"]["dim"])  # D
-        self.image_root = Path(manifest["image_root"])
         self.class_names: list[str] = list(manifest.get("class_names", []))
         self.checkpoint_sha256: str = manifest["checkpoint"]["sha256"]
+        rebuild = "rebuild it with `python -m indexing build`"
         try:
             self._load_tables()
             store = load_faiss(self.root / FAISS, manifest["faiss"].get("nprobe"))
         except (OSError, KeyError, ValueError, RuntimeError) as error:
-            raise IndexFormatError(f"{self.root}: incomplete or damaged index ({error})") from error
+            raise IndexFormatError(
+                f"{self.root}: incomplete or damaged index ({error}); {rebuild}"
+            ) from error
         self._searcher = SlotSearcher(store, gpu)
         if self._searcher.ntotal != len(self._slot_id) or self._searcher.dim != self.dim:
-            raise IndexFormatError(f"{self.root}: faiss index and slots table disagree")
+            raise IndexFormatError(f"{self.root}: faiss index and slots table disagree; {rebuild}")
+        self.image_root = self._find_images(image_root)
         self._labels = LabelStore(
             labels_path(self.root), self.checkpoint_sha256, self.num_prototypes
         )
+        try:  # read once now: a damaged names file is an error at open, not in a callback later
+            self._labels.labels()
+        except (ValueError, TypeError, AttributeError) as error:
+            raise IndexFormatError(
+                f"{labels_path(self.root)}: damaged prototype names file ({error}); repair it or "
+                "move it away (the index opens without names then)"
+            ) from error
 
     @classmethod
     def open(
-        cls, root: str | Path, checkpoint: str | Path | None = None, gpu: bool | None = None
+        cls,
+        root: str | Path,
+        checkpoint: str | Path | None = None,
+        gpu: bool | None = None,
+        image_root: str | Path | None = None,
     ) -> ConceptIndex:
         """Open an index directory. With `checkpoint`, refuse (IndexMismatchError) an index built
-        with another one. gpu: None = faiss on a GPU when it has one, False = CPU.
-        FileNotFoundError / IndexFormatError for a directory that is not (this version's) index."""
+        with another one. gpu: None = faiss on a GPU when it has one, False = CPU. image_root:
+        where the collection's images are now, when they moved since the build (default: the
+        manifest's). FileNotFoundError / IndexFormatError for a directory that is not (this
+        version's) index, a damaged one, or one whose image folder is gone."""
         root = Path(root).absolute()
         manifest = read_manifest(root)
         if checkpoint is not None:
             check_checkpoint(manifest, checkpoint, root)
-        return cls(root, manifest, gpu)
+        return cls(root, manifest, gpu, image_root)
+
+    def _find_images(self, image_root: str | Path | None) -> Path:
+        """The image folder: the manifest's, or `image_root` when given (checked to hold at
+        least one of the first indexed images, so that a mistaken folder is a clear error)."""
+        if image_root is None:
+            folder = Path(self.manifest["image_root"])
+            if not folder.is_dir():
+                raise IndexFormatError(
+                    f"the image folder of the index {self.root}, {folder}, no longer exists: "
+                    "if the images moved, give their new folder with --image-root "
+                    "(ConceptIndex.open(..., image_root=...))"
+                )
+            return folder
+        folder = Path(image_root).absolute()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"image folder not found: {folder}")
+        sample = list(self._images["path"].iloc[:5])
+        if sample and not any((folder / p).is_file() for p in sample):
+            raise FileNotFoundError(
+                f"{folder} does not hold the index's images (none of {', '.join(sample[:3])} ...)"
+            )
+        return folder
 
     # ---- loading --------------------------------------------------------------------------------
 
@@ -109,11 +153,21 @@ class ConceptIndex:
         self._vectors = _frozen(np.load(self.root / PROTOTYPE_VECTORS).astype(np.float32))
         self._images = images.reset_index(drop=True)
         self._image_row = {int(i): r for r, i in enumerate(images["image_id"].to_numpy())}
+        K, D = self.num_prototypes, self.dim
+        if self._vectors.shape != (K, D):
+            raise ValueError(
+                f"{PROTOTYPE_VECTORS} holds {self._vectors.shape} vectors but the manifest "
+                f"says K = {K}, D = {D}"
+            )
+        if len(self._prototypes) != K:
+            raise ValueError(f"{PROTOTYPES} has {len(self._prototypes)} rows, the manifest K = {K}")
         self._slot_id = _frozen(slots["slot_id"].to_numpy(np.int64))
         if not np.array_equal(self._slot_id, np.arange(len(slots))):
             raise ValueError("slot ids are not 0..S-1 in order")
         self._slot_image = _frozen(slots["image_id"].to_numpy(np.int64))
         self._slot_proto = _frozen(slots["prototype"].to_numpy(np.int64))
+        if len(slots) and not 0 <= self._slot_proto.min() <= self._slot_proto.max() < K:
+            raise ValueError(f"{SLOTS} has prototypes outside 0..{K - 1} (the manifest K = {K})")
         self._slot_area = _frozen(slots["area"].to_numpy(np.float32))
         self._slot_score = _frozen(slots["score"].to_numpy(np.float32))
         self._slot_bbox = _frozen(

@@ -82,7 +82,8 @@ def write_json_atomic(path: str | Path, obj: object) -> None:
 
 
 def read_manifest(root: str | Path) -> dict:
-    """The manifest of an index directory; IndexFormatError when it is not (this) index."""
+    """The manifest of an index directory; IndexFormatError when it is not (this version's)
+    index, or when a field its readers need is missing or of the wrong type."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"index directory not found: {root}")
@@ -102,7 +103,52 @@ def read_manifest(root: str | Path) -> dict:
             f"{root} is an index of format version {version}; this program reads version "
             f"{FORMAT_VERSION}: rebuild it with `python -m indexing build`"
         )
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise IndexFormatError(
+            f"{path} is damaged: {problem}; rebuild the index with `python -m indexing build` "
+            "(or restore the manifest from a backup)"
+        )
     return manifest
+
+
+# what the readers of an index take from its manifest: key -> type (sub-dicts: their keys)
+_REQUIRED = {
+    "checkpoint": {"sha256": str},
+    "model": {"num_prototypes": int, "dim": int, "input_size": int},
+    "image_root": str,
+    "faiss": {},
+}
+_OPTIONAL = {"class_names": list, "class_is_thing": list, "annotations": list}
+
+
+def _manifest_problem(manifest: dict) -> str:
+    """What is wrong with a manifest's fields ("" when nothing); names the key."""
+
+    def describe(value: object) -> str:
+        return "null" if value is None else f"a {type(value).__name__} ({value!r:.40})"
+
+    def check(value: object, kind: type, key: str) -> str:
+        if kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            return "" if ok else f"'{key}' is {describe(value)}, expected an integer >= 1"
+        ok = isinstance(value, kind) and (kind is not str or value)
+        return "" if ok else f"'{key}' is {describe(value)}, expected a {kind.__name__}"
+
+    for key, spec in _REQUIRED.items():
+        if key not in manifest:
+            return f"'{key}' is missing"
+        if problem := check(manifest[key], dict if isinstance(spec, dict) else spec, key):
+            return problem
+        for sub, kind in spec.items() if isinstance(spec, dict) else ():
+            if sub not in manifest[key]:
+                return f"'{key}.{sub}' is missing"
+            if problem := check(manifest[key][sub], kind, f"{key}.{sub}"):
+                return problem
+    for key, kind in _OPTIONAL.items():
+        if key in manifest and not isinstance(manifest[key], kind):
+            return check(manifest[key], kind, key)
+    return ""
 
 
 def is_index_dir(root: str | Path) -> bool:
