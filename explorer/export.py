@@ -42,21 +42,26 @@ def write_atomic(path: Path, data: bytes) -> Path:
 
 def prune_oldest(folder: Path, keep: int, spare: Path | None = None) -> None:
     """Delete the oldest files of `folder` beyond the newest `keep` (a bounded cache); never
-    `spare`, the file the caller is about to hand out."""
+    `spare`, the file the caller is about to hand out.
+
+    Several requests prune at once: a file listed here may be gone (pruned by another request)
+    before its time is read or it is deleted; such files are skipped, not counted."""
     try:
-        entries = [
-            e
-            for e in os.scandir(folder)
-            if e.is_file() and not e.name.startswith(".") and Path(e.path) != spare
-        ]
+        listing = os.scandir(folder)
     except FileNotFoundError:
         return
-    excess = len(entries) - max(keep - (spare is not None), 0)
-    if excess <= 0:
-        return
-    entries.sort(key=lambda e: e.stat().st_mtime_ns)
-    for entry in entries[:excess]:
-        Path(entry.path).unlink(missing_ok=True)  # another request may have pruned it already
+    dated = []
+    for entry in listing:
+        if entry.name.startswith(".") or Path(entry.path) == spare:
+            continue
+        try:
+            if entry.is_file():
+                dated.append((entry.stat().st_mtime_ns, entry.path))
+        except FileNotFoundError:
+            continue
+    excess = len(dated) - max(keep - (spare is not None), 0)
+    for _, path in sorted(dated)[: max(excess, 0)]:
+        Path(path).unlink(missing_ok=True)
 
 
 def concept_table_csv(table: pd.DataFrame, path: Path) -> Path:

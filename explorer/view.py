@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import random
 from dataclasses import dataclass, replace
 
@@ -130,7 +131,9 @@ def overlay_file(ctx: AppContext, overlay: np.ndarray) -> str:
     changes a file that is being read."""
     digest = hashlib.sha256(overlay.tobytes() + repr(overlay.shape).encode()).hexdigest()[:32]
     path = ctx.overlays_dir / f"{digest}.png"
-    if not path.is_file():
+    try:
+        os.utime(path)  # handed out again: now the newest, the last that pruning deletes
+    except FileNotFoundError:
         buffer = io.BytesIO()
         Image.fromarray(overlay).save(buffer, format="PNG", compress_level=1)  # fast; lossless
         write_atomic(path, buffer.getvalue())

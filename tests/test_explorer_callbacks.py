@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -208,17 +209,22 @@ def test_overlay_files_are_content_named_written_once_and_bounded(explorer_ctx, 
     rng = np.random.default_rng(0)
     arrays = [rng.integers(0, 255, (20, 30, 3), dtype=np.uint8) for _ in range(5)]
     first = views.overlay_file(ctx, arrays[0])
-    stamp = Path(first).stat().st_mtime_ns
-    assert (
-        views.overlay_file(ctx, arrays[0].copy()) == first
-    )  # same pixels, same file, not rewritten
-    assert Path(first).stat().st_mtime_ns == stamp
+    inode = Path(first).stat().st_ino
+    assert views.overlay_file(ctx, arrays[0].copy()) == first  # same pixels, same file ...
+    assert Path(first).stat().st_ino == inode  # ... not rewritten
     assert views.overlay_file(ctx, arrays[0][:, :20].copy()) != first  # shape is part of the name
     for array in arrays[1:]:
         views.overlay_file(ctx, array)
     kept = sorted(p.name for p in ctx.overlays_dir.iterdir())
     assert len(kept) == 3 and not any(name.endswith(".tmp") for name in kept)
     assert Path(views.overlay_file(ctx, arrays[4])).is_file()
+    # an overlay handed out again counts as new: the next ones prune the others first
+    time.sleep(0.05)  # file times tick in jiffies: keep the steps apart
+    again = views.overlay_file(ctx, arrays[2])
+    for array in arrays[:2]:
+        time.sleep(0.05)
+        views.overlay_file(ctx, array)
+    assert Path(again).is_file()
 
 
 @pytest.mark.parametrize("kind", ["not_image", "truncated", "one_pixel", "huge_header", "empty"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from explorer.export import (
     concept_table_csv,
     decode_rle,
     encode_rle,
+    prune_oldest,
     write_coco_json,
 )
 
@@ -80,3 +82,39 @@ def test_csv_round_trip_and_atomic_write(tmp_path):
     path = concept_table_csv(table, tmp_path / "sub" / "t.csv")
     assert pd.read_csv(path, keep_default_na=False).equals(table)
     assert [p.name for p in path.parent.iterdir()] == ["t.csv"]
+
+
+def _fill(folder, count: int) -> list:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"{i}.png"
+        path.write_bytes(b"x")
+        os.utime(path, ns=(i * 10**9, i * 10**9))  # 0.png is the oldest
+        paths.append(path)
+    return paths
+
+
+def test_prune_keeps_the_newest_files_and_spares_the_callers(tmp_path):
+    paths = _fill(tmp_path / "cache", 6)
+    prune_oldest(tmp_path / "cache", keep=3, spare=paths[0])
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["0.png", "4.png", "5.png"]
+
+
+def test_prune_tolerates_files_deleted_by_another_request(tmp_path, monkeypatch):
+    """Two requests prune at once: files listed by one vanish (pruned by the other) before it
+    reads their times or deletes them."""
+    folder = tmp_path / "cache"
+    paths = _fill(folder, 8)
+    listing = os.scandir
+
+    def racing_scandir(path):
+        entries = list(listing(path))
+        for victim in paths[::2]:  # the other request prunes these right after our listing
+            victim.unlink(missing_ok=True)
+        return iter(entries)
+
+    monkeypatch.setattr("explorer.export.os.scandir", racing_scandir)
+    prune_oldest(folder, keep=2)
+    assert sorted(p.name for p in folder.iterdir()) == ["5.png", "7.png"]
+    prune_oldest(tmp_path / "absent", keep=2)  # a folder that was never created
