@@ -40,7 +40,13 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
         help="COCO instances JSON [and COCO-Stuff stuff JSON]: image ids from the JSON, plus "
         "per-prototype dominant class / purity and mIoU in evaluation.json",
     )
-    p.add_argument("--out", type=Path, required=True, help="index directory to write")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="index directory to write: new, empty or an earlier index (replaced once the new "
+        "one is complete); any other existing path is refused",
+    )
     p.add_argument(
         "--size",
         type=int,
