@@ -5,7 +5,8 @@
 Generates held-out scenes (a seed the model never saw), groups every image at image resolution
 and scores the assignment maps against the exact labels with both mappings of
 indexing.evaluation (majority vote; Hungarian after clustering the prototypes). Prints a
-Markdown table and writes JSON.
+Markdown table, the per-class IoU, the object classes found (IoU >= 30) and a linear probe of
+the features (bench/linear_probe.py), and writes JSON.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from linear_probe import probe  # bench/linear_probe.py, beside this script
 from tqdm import tqdm
 
 from indexing.evaluation import ConfusionAccumulator, hungarian_scores, majority_vote_scores
@@ -24,6 +26,8 @@ from indexing.groundtruth import CocoLabels
 from model import SlotConEncoder, load_encoder
 from model.data import load_rgb
 from model.scenes import find_complete, write_scenes
+
+OBJECT_FOUND_IOU = 30  # a thing class counts as found at this IoU (percent), majority vote
 
 
 def score_encoder(encoder: SlotConEncoder, labels: CocoLabels, image_dir: Path) -> dict:
@@ -40,7 +44,9 @@ def score_encoder(encoder: SlotConEncoder, labels: CocoLabels, image_dir: Path) 
         ("hungarian", hungarian_scores(acc.counts, vectors)),
     ):
         reached = int((scores.per_class_iou > 0).sum())
+        things = [iou for iou, t in zip(scores.per_class_iou, labels.class_is_thing) if t]
         result[name] = {
+            "objects_found": int(sum(100 * iou >= OBJECT_FOUND_IOU for iou in things)),
             "miou": 100 * scores.miou,
             "pixel_accuracy": 100 * scores.pixel_accuracy,
             "classes_reached": reached,
@@ -61,6 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scenes", default="", help="where to keep the scenes (default: temp)")
     parser.add_argument("--init-seed", type=int, default=0, help="seed of the random-init twin")
     parser.add_argument("--json", default="", help="write the results here")
+    parser.add_argument(
+        "--no-random-init",
+        action="store_true",
+        help="score the checkpoint only (quicker, for checkpoints during a run)",
+    )
+    parser.add_argument(
+        "--probe",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="linear probe on the first 160 scenes (120 train, 40 test; default: yes)",
+    )
     return parser
 
 
@@ -74,22 +91,33 @@ def main(args: argparse.Namespace) -> int:
     trained = load_encoder(args.checkpoint, device="cpu")
     torch.manual_seed(args.init_seed)
     random_init = SlotConEncoder(trained.cfg, trained.input_size)
-    rows = {
-        "trained": score_encoder(trained, labels, root / "val"),
-        "random init": score_encoder(random_init, labels, root / "val"),
-    }
+    encoders = {"trained": trained}
+    if not args.no_random_init:
+        encoders["random init"] = random_init
+    rows = {}
+    for name, encoder in encoders.items():
+        rows[name] = score_encoder(encoder, labels, root / "val")
+        if args.probe:
+            rows[name]["probe"] = probe(encoder, labels, root / "val")
+    things = sum(labels.class_is_thing)
     print(f"held-out scenes: {args.images} images, seed {args.seed}, {args.size} px")
-    print("| model | majority mIoU | majority pAcc | Hungarian mIoU | Hungarian pAcc | classes |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| model | majority mIoU | majority pAcc | Hungarian mIoU | Hungarian pAcc | "
+        f"objects at IoU >= {OBJECT_FOUND_IOU} | probe: object px (backbone / projector) |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         m, h = r["majority"], r["hungarian"]
+        p = r.get("probe")
+        probed = f"{p['backbone']['object_pixels']:.0f} / {p['projector']['object_pixels']:.0f}"
         print(
             f"| {name} | {m['miou']:.1f} | {m['pixel_accuracy']:.1f} | {h['miou']:.1f} | "
-            f"{h['pixel_accuracy']:.1f} | {m['classes_reached']} / {len(labels.class_names)} |"
+            f"{h['pixel_accuracy']:.1f} | {m['objects_found']} / {things} | "
+            f"{probed if p else '-'} |"
         )
-    print("\nper-class IoU, majority vote (trained / random init):")
-    trained, random_init = (rows[k]["majority"]["per_class_iou"] for k in rows)
-    print(", ".join(f"{c} {trained[c]:.0f} / {random_init[c]:.0f}" for c in trained))
+    print("\nper-class IoU, majority vote (" + " / ".join(rows) + "):")
+    per_class = [rows[k]["majority"]["per_class_iou"] for k in rows]
+    print(", ".join(f"{c} " + " / ".join(f"{r[c]:.0f}" for r in per_class) for c in per_class[0]))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

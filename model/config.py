@@ -68,6 +68,9 @@ class TrainConfig:
     workers: int = _f(8, "DataLoader worker processes per training process")
     seed: int = _f(0, "seeds model initialisation, data order and augmentation")
     save_every: int = _f(10, "epochs between checkpoints (always one at the end)")
+    snapshot_every: int = _f(
+        0, "epochs between teacher snapshots in <out>/snapshots/ (for the timeline); 0 = none"
+    )
     device: str = _f("", "cpu | cuda | cuda:N; empty = cuda when available, else cpu")
 
     def __post_init__(self) -> None:
@@ -79,8 +82,8 @@ class TrainConfig:
             raise ValueError("crop scales need 0 < min_scale <= max_scale <= 1")
         if self.precision not in ("fp16", "bf16", "fp32"):
             raise ValueError(f"precision must be fp16, bf16 or fp32, got {self.precision!r}")
-        if self.save_every < 1:
-            raise ValueError("save_every must be >= 1")
+        if self.save_every < 1 or self.snapshot_every < 0:
+            raise ValueError("save_every must be >= 1 and snapshot_every >= 0")
         if self.batch_size < 2 or self.epochs < 1 or self.image_size < 16:
             raise ValueError("batch_size must be >= 2, epochs >= 1 and image_size >= 16")
 

@@ -68,12 +68,19 @@ def _training_state(cfg, model, optimizer, scaler, epoch: int, step: int) -> dic
     }
 
 
+def _encoder(cfg: TrainConfig, model, epoch: int, step: int) -> dict:
+    state = teacher_state(model.state_dict())
+    return encoder_checkpoint(cfg.model, state, epoch=epoch, step=step, seed=cfg.seed)
+
+
 def _save(out: Path, cfg: TrainConfig, model, optimizer, scaler, epoch: int, step: int) -> None:
     save_atomic(_training_state(cfg, model, optimizer, scaler, epoch, step), out / "last.pt")
-    encoder = encoder_checkpoint(
-        cfg.model, teacher_state(model.state_dict()), epoch=epoch, step=step, seed=cfg.seed
-    )
-    save_atomic(encoder, out / "encoder.pt")
+    save_atomic(_encoder(cfg, model, epoch, step), out / "encoder.pt")
+
+
+def snapshot_path(out: Path, epoch: int) -> Path:
+    """Where the teacher snapshot after `epoch` completed epochs is kept (an encoder file)."""
+    return out / "snapshots" / f"encoder-epoch{epoch:04d}.pt"
 
 
 def _restore(path: Path, cfg: TrainConfig, model, optimizer, scaler) -> tuple[int, int]:
@@ -282,6 +289,9 @@ def train(cfg: TrainConfig, resume: bool = True, stop_after_epochs: int | None =
                 bar.set_postfix(loss=f"{record['loss']:.3f}", ips=f"{record['images_per_s']:.0f}")
                 bar.update(1)
             done = epoch + 1
+            if main and cfg.snapshot_every and done % cfg.snapshot_every == 0:
+                snapshot_path(out, done).parent.mkdir(exist_ok=True)
+                save_atomic(_encoder(cfg, model, done, step), snapshot_path(out, done))
             if main and (done % cfg.save_every == 0 or done == cfg.epochs or done == last_epoch):
                 _save(out, cfg, model, optimizer, scaler, done, step)
             distributed.barrier()

@@ -21,6 +21,7 @@ from model.augment import AugmentConfig
 from model.checkpoint import read_checkpoint
 from model.config import PRESETS, TINY, override
 from model.data import ImageCollection, TwoViewDataset
+from model.encoder import load_encoder
 from model.slotcon import SlotCon, teacher_momentum
 from model.train import TrainingDiverged, build_parser, config_from_args, main, train
 
@@ -281,3 +282,17 @@ def test_batch_size_override_scales_the_learning_rate():
     both = config_from_args(parser.parse_args(["--batch-size", "32", "--lr", "0.01"]))
     assert both.lr == 0.01  # an explicit --lr wins
     assert config_from_args(parser.parse_args([])).lr == PRESETS["demo"].lr
+
+
+def test_snapshots_are_encoder_files_at_the_chosen_epochs(images, tmp_path):
+    out = tmp_path / "run"
+    train(_cfg(images, out, epochs=4, snapshot_every=2))
+    snapshots = sorted(p.name for p in (out / "snapshots").iterdir())
+    assert snapshots == ["encoder-epoch0002.pt", "encoder-epoch0004.pt"]
+    early = load_encoder(out / "snapshots" / "encoder-epoch0002.pt", device="cpu")
+    final = load_encoder(out / "encoder.pt", device="cpu")
+    last = load_encoder(out / "snapshots" / "encoder-epoch0004.pt", device="cpu")
+    assert read_checkpoint(out / "snapshots" / "encoder-epoch0002.pt")["meta"]["epoch"] == 2
+    for key, value in final.state_dict().items():
+        assert torch.equal(last.state_dict()[key], value), key
+    assert not all(torch.equal(early.state_dict()[k], v) for k, v in final.state_dict().items())
