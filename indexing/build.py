@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from indexing.batching import batches_of_one_shape
 from indexing.collection import assign_image_ids, list_collection, load_labels, match_annotations
 from indexing.evaluate import scores_dict
 from indexing.evaluation import ConfusionAccumulator
@@ -250,7 +251,7 @@ def _extract_share(
     with tqdm(
         total=total, initial=done_images, desc=desc, unit="img", disable=rank != 0, smoothing=0.1
     ) as bar:
-        for batch in loader:
+        for batch in batches_of_one_shape(loader, cfg.batch_size):
             results = iter(extract_batch(encoder, batch))
             for item in batch.items:
                 j = chunk_of[item.position]

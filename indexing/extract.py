@@ -1,8 +1,9 @@
 """Batched extraction: image files -> per-image slot rows, embeddings and assignment maps.
 
 Workers of a DataLoader decode and preprocess (and rasterise ground truth); the main process
-pads each batch to a common size, runs the encoder with a valid-cell mask (slots pool only real
-pixels), and turns each image's dots into slot rows at image resolution (model.assign_pixels).
+regroups the images into batches of one padded shape (indexing.batching: no image sees another's
+padding), runs the encoder with a valid-cell mask (slots pool only real pixels), and turns each
+image's dots into slot rows at image resolution (model.assign_pixels).
 An unreadable file becomes an item with an error message, never an exception.
 """
 
@@ -74,32 +75,24 @@ class ImageFiles(Dataset):
 
 class Batch(NamedTuple):
     items: list[Item]  # every item of the batch, readable or not
-    x: torch.Tensor | None  # (B, 3, H', W') the readable images, zero-padded to a common size
+    x: torch.Tensor | None  # (B, 3, H', W') the readable images (indexing.batching: one shape)
     infos: list[Preprocessed]  # of the readable images, in order
 
 
-def collate(items: list[Item]) -> Batch:
-    """Pad the readable images of a batch bottom/right to the largest H', W' of the batch."""
-    ok = [item for item in items if item.x is not None]
-    if not ok:
-        return Batch(items, None, [])
-    H = max(item.x.shape[1] for item in ok)
-    W = max(item.x.shape[2] for item in ok)
-    x = torch.stack(
-        [F.pad(item.x, (0, W - item.x.shape[2], 0, H - item.x.shape[1])) for item in ok]
-    )
-    return Batch(items, x, [item.info for item in ok])
+def keep_items(items: list[Item]) -> list[Item]:
+    """The DataLoader's collate: items stay separate (indexing.batching groups them by shape)."""
+    return items
 
 
 def make_loader(
     dataset: ImageFiles, batches: list[list[int]], workers: int, pin_memory: bool
 ) -> DataLoader:
-    """A DataLoader yielding Batch objects for the given lists of positions, in order."""
+    """A DataLoader yielding lists of Items for the given lists of positions, in order."""
     return DataLoader(
         dataset,
         batch_sampler=batches,
         num_workers=workers,
-        collate_fn=collate,
+        collate_fn=keep_items,
         pin_memory=pin_memory,
         prefetch_factor=4 if workers > 0 else None,
         persistent_workers=False,

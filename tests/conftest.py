@@ -73,6 +73,38 @@ def upload_samples(tmp_path_factory) -> dict[str, Path]:
     return write_upload_samples(tmp_path_factory.mktemp("uploads"))
 
 
+# Real photographs of mixed sizes and modes, as scikit-image's wheel ships them (no download):
+# name -> (W, H, mode) of the file.
+PHOTOS = {
+    "astronaut.png": (512, 512, "RGB"),
+    "camera.png": (512, 512, "L"),
+    "chelsea.png": (451, 300, "RGB"),
+    "coffee.png": (600, 400, "RGB"),
+    "coins.png": (384, 303, "L"),
+    "hubble_deep_field.jpg": (1000, 872, "RGB"),
+    "motorcycle_left.png": (741, 500, "RGB"),
+    "rocket.jpg": (640, 427, "RGB"),
+}
+
+
+def copy_photos(folder: Path, names=tuple(PHOTOS)) -> list[Path]:
+    """Copy photos bundled in scikit-image's wheel (skimage/data, read as files: never its
+    fetchers, which may download) into `folder`; returns the copies' paths."""
+    import shutil
+
+    import skimage.data
+
+    source = Path(skimage.data.__file__).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copyfile(source / name, folder / name)) for name in names]
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory) -> list[Path]:
+    """A folder's worth of real photos (see PHOTOS), read-only for the tests."""
+    return copy_photos(tmp_path_factory.mktemp("photos"))
+
+
 @pytest.fixture(scope="session")
 def explorer_data(tmp_path_factory) -> dict[str, Path]:
     """Built once per session, in this process: 60 synthetic scenes of 192 px with annotations,
