@@ -192,3 +192,19 @@ def test_forward_outputs(encoder):
     assert out.slots.shape == (2, K, TINY.model.dim_out) and out.slots.dtype == torch.float32
     assert not out.dots.requires_grad
     assert out.dots.abs().max() <= 1 + 1e-5
+
+
+def test_real_photos_group_at_their_own_resolution(encoder, photos):
+    """scikit-image's photos (RGB and grayscale, PNG and JPEG, mixed aspect ratios)."""
+    from conftest import PHOTOS
+
+    from model.data import load_rgb
+
+    for path in photos:
+        W, H, _ = PHOTOS[path.name]
+        grouping = encoder.group(load_rgb(path))
+        assert grouping.assignment.shape == (H, W), path.name
+        assert grouping.pixels.sum() == W * H
+        present = grouping.pixels > 0
+        assert np.isfinite(grouping.score[present]).all()
+        assert np.isnan(grouping.score[~present]).all()

@@ -76,3 +76,16 @@ def test_large_images_are_reduced_to_the_working_size(tmp_path):
     Image.new("RGB", (3000, 1500), (1, 2, 3)).save(path)
     upload = read_upload(path, UploadLimits(work_side=1024))
     assert upload.image.size == (1024, 512) and upload.original_size == (3000, 1500)
+
+
+def test_real_photos_are_accepted_as_they_are(photos):
+    """scikit-image's photos (RGB and grayscale PNG, JPEG, up to 1000 x 872) pass unchanged
+    but for the working size."""
+    from conftest import PHOTOS
+
+    for path in photos:
+        W, H, _ = PHOTOS[path.name]
+        upload = read_upload(path, LIMITS)
+        scale = min(1.0, LIMITS.work_side / max(W, H))
+        assert upload.original_size == (W, H) and upload.image.mode == "RGB"
+        assert upload.image.size == (round(W * scale), round(H * scale)), path.name
