@@ -28,12 +28,21 @@ class ModelConfig:
     slot_temp: float = _f(0.2, "temperature of the slot InfoNCE loss")
     group_loss_weight: float = _f(0.5, "w in L = w * group + (1 - w) * slot")
     center_momentum: float = _f(0.9, "EMA of the teacher's mean assignment (centering)")
+    teacher_balance: str = _f(
+        "center",
+        "how the teacher's targets avoid collapse: center (paper: subtract the EMA centre) | "
+        "sinkhorn (SwAV's equipartition over the batch's pixels)",
+    )
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
         if self.output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {self.output_stride}")
+        if self.teacher_balance not in ("center", "sinkhorn"):
+            raise ValueError(
+                f"teacher_balance must be center or sinkhorn, got {self.teacher_balance!r}"
+            )
         if self.width <= 0 or self.num_prototypes < 2 or self.dim_out < 1:
             raise ValueError("width must be > 0, num_prototypes >= 2 and dim_out >= 1")
 

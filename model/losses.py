@@ -40,17 +40,45 @@ def group_loss(
     center: torch.Tensor,
     student_temp: float,
     teacher_temp: float,
+    balance: str = "center",
 ) -> torch.Tensor:
-    """Pixel-wise self-distillation: mean over pixels of CE(softmax((k - c)/tt), softmax(q/ts)).
+    """Pixel-wise self-distillation: mean over pixels of CE(target, softmax(q/ts)), the target
+    softmax((k - c)/tt) (the paper's centering) or, with balance "sinkhorn", the teacher's
+    assignments rebalanced over the batch (`sinkhorn_targets`).
 
     dots_q (B, K, h, w) student, dots_k (B, K, h, w) teacher, both aligned; center (1, K).
     """
     K = dots_q.shape[1]
     q = dots_q.permute(0, 2, 3, 1).reshape(-1, K)  # (B*h*w, K)
-    k = dots_k.permute(0, 2, 3, 1).reshape(-1, K)
     log_p = F.log_softmax(q / student_temp, dim=-1)
-    target = F.softmax((k - center) / teacher_temp, dim=-1)
+    if balance == "sinkhorn":
+        target = sinkhorn_targets(dots_k, teacher_temp)
+    else:
+        k = dots_k.permute(0, 2, 3, 1).reshape(-1, K)
+        target = F.softmax((k - center) / teacher_temp, dim=-1)
     return torch.sum(-target * log_p, dim=-1).mean()
+
+
+@torch.no_grad()
+def sinkhorn_targets(
+    dots_k: torch.Tensor, teacher_temp: float, iterations: int = 3
+) -> torch.Tensor:
+    """SwAV's equipartition of the teacher's assignments: (B, K, h, w) dots -> (B*h*w, K) targets
+    whose rows sum to 1 and whose columns share the batch's pixels (all processes) about equally.
+
+    Centering only keeps one prototype from winning everywhere; on the built-in scenes it left
+    most prototypes unused (docs/DEMO_MODEL.md). Dots are cosines (<= 1), so exp((k - 1) / tt)
+    cannot overflow.
+    """
+    K = dots_k.shape[1]
+    k = dots_k.permute(0, 2, 3, 1).reshape(-1, K).float()
+    Q = torch.exp((k - 1.0) / teacher_temp).T  # (K, N)
+    N = distributed.all_reduce_sum(torch.tensor(float(Q.shape[1]), device=Q.device))
+    Q /= distributed.all_reduce_sum(Q.sum())
+    for _ in range(iterations):
+        Q /= distributed.all_reduce_sum(Q.sum(dim=1, keepdim=True)).clamp_min(1e-30) * K
+        Q /= Q.sum(dim=0, keepdim=True).clamp_min(1e-30) * N
+    return (Q * N).T.to(dots_k.dtype)
 
 
 def present_prototypes(dots: torch.Tensor) -> torch.Tensor:

@@ -103,7 +103,7 @@ class SlotCon(nn.Module):
         aligned_q2 = invert_augmentation(q2.dots, coords2, flip2)
         aligned_k1 = invert_augmentation(k1.dots, coords1, flip1)
         aligned_k2 = invert_augmentation(k2.dots, coords2, flip2)
-        temps = (cfg.student_temp, cfg.teacher_temp)
+        temps = (cfg.student_temp, cfg.teacher_temp, cfg.teacher_balance)
         group = group_loss(aligned_q1, aligned_k2, self.center, *temps) + group_loss(
             aligned_q2, aligned_k1, self.center, *temps
         )

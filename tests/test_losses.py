@@ -21,7 +21,13 @@ from model.augment import (
     overlap_coords,
     sample_crop,
 )
-from model.losses import group_loss, invert_augmentation, present_prototypes, slot_loss
+from model.losses import (
+    group_loss,
+    invert_augmentation,
+    present_prototypes,
+    sinkhorn_targets,
+    slot_loss,
+)
 
 torch.set_num_threads(1)
 
@@ -276,3 +282,32 @@ def test_invert_augmentation_with_the_real_two_view_transform(seed, monkeypatch)
         aligned.append(invert_augmentation(red[None, None], coords[None], flip[None]))
     p1, p2 = _peak(aligned[0]), _peak(aligned[1])
     assert np.abs(p1 - p2).max() <= 1, (p1, p2, flips)
+
+
+def test_sinkhorn_targets_share_the_pixels_equally():
+    """Teacher dots that all favour prototype 0: centering-free targets are rebalanced so that
+    every prototype gets about 1/K of the pixels, each pixel's target still a distribution."""
+    torch.manual_seed(0)
+    B, K, h, w = 4, 6, 5, 5
+    dots = torch.randn(B, K, h, w) * 0.1
+    dots[:, 0] += 0.5  # prototype 0 wins everywhere
+    targets = sinkhorn_targets(dots, teacher_temp=0.1, iterations=10)
+    assert targets.shape == (B * h * w, K)
+    torch.testing.assert_close(targets.sum(1), torch.ones(B * h * w), atol=1e-4, rtol=0)
+    share = targets.sum(0) / targets.sum()
+    torch.testing.assert_close(share, torch.full((K,), 1 / K), atol=0.02, rtol=0)
+    plain = torch.softmax(dots.permute(0, 2, 3, 1).reshape(-1, K) / 0.1, dim=1)
+    assert plain.sum(0)[0] / plain.sum() > 0.9  # without balancing, one prototype takes all
+    # rebalancing scales rows and columns only: the odds of two prototypes within a pixel keep
+    # their ratio to the unbalanced odds, one factor per pair of prototypes
+    factor = (targets[:, 3] / targets[:, 2]) / (plain[:, 3] / plain[:, 2])
+    torch.testing.assert_close(factor, factor[0].expand_as(factor), rtol=1e-3, atol=0)
+
+
+def test_group_loss_with_sinkhorn_targets():
+    torch.manual_seed(1)
+    q, k = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3)
+    loss = group_loss(q, k, torch.zeros(1, 4), 0.1, 0.07, balance="sinkhorn")
+    log_p = torch.log_softmax(q.permute(0, 2, 3, 1).reshape(-1, 4) / 0.1, dim=1)
+    expected = -(sinkhorn_targets(k, 0.07) * log_p).sum(1).mean()
+    torch.testing.assert_close(loss, expected)
