@@ -1,4 +1,5 @@
-"""Collectives without a process group, and the slot loss over two gloo processes."""
+"""Collectives without a process group; the slot loss and the Sinkhorn targets over two gloo
+processes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from model import distributed
-from model.losses import present_prototypes, slot_loss
+from model.losses import present_prototypes, sinkhorn_targets, slot_loss
 
 torch.set_num_threads(1)
 B, K, D, TEMP = 4, 5, 6, 0.2  # the global batch: 2 images per rank
@@ -91,3 +92,27 @@ def test_slot_loss_over_two_processes_equals_one_process(tmp_path):
     local_means = [loss0 * counts.sum() / (2 * counts[0]), loss1 * counts.sum() / (2 * counts[1])]
     naive = float(sum(local_means) / 2)
     assert abs(naive - single) > 1e-3
+
+
+def _sinkhorn_worker(rank: int, world: int, tmp: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{tmp}/init", rank=rank, world_size=world)
+    try:
+        _, _, _, dots_k = _global_batch()
+        share = slice(rank * B // world, (rank + 1) * B // world)
+        targets = sinkhorn_targets(dots_k[share], teacher_temp=0.1)
+        torch.save(targets, Path(tmp, f"targets{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_sinkhorn_targets_over_two_processes_equal_one_process(tmp_path):
+    """The equipartition is over the global batch: each rank's targets are its rows of the
+    single-process result, not a rebalancing of its own pixels alone."""
+    _, _, _, dots_k = _global_batch()
+    single = sinkhorn_targets(dots_k, teacher_temp=0.1)
+    mp.start_processes(_sinkhorn_worker, args=(2, str(tmp_path)), nprocs=2, start_method="fork")
+    parts = [torch.load(tmp_path / f"targets{r}.pt") for r in range(2)]
+    torch.testing.assert_close(torch.cat(parts), single, rtol=1e-6, atol=1e-9)
+    local = sinkhorn_targets(dots_k[: B // 2], teacher_temp=0.1)
+    assert (local - parts[0]).abs().max() > 1e-3  # rank 0 alone would balance differently
