@@ -3,11 +3,15 @@
 Whole images keep their aspect ratio: the shorter side is resized to `input_size`, the image is
 padded (bottom/right) to a multiple of the stride, and `Preprocessed` says how to crop the
 maps back. Assignment maps come from bilinearly upsampled dots, as in the authors' visualisation.
+Inference runs in fp32 unless asked for bf16 (autocast): the paper's scores come from fp32, and
+bf16 moves the dots by a few hundredths and some pixels' prototype (docs/FAITHFULNESS.md).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,6 +35,9 @@ class Preprocessed(NamedTuple):
     map_size: tuple[int, int]  # (w, h) of the map cells that cover the resized image
 
 
+PRECISIONS = ("fp32", "bf16")  # inference precision: fp32, or bf16 autocast (faster on GPUs)
+
+
 class ImageGrouping(NamedTuple):
     """One image's grouping at image resolution."""
 
@@ -43,9 +50,12 @@ class ImageGrouping(NamedTuple):
 class SlotConEncoder(nn.Module):
     """Images (B, 3, H, W), normalised -> GroupingOutput(slots (B, K, D), dots (B, K, h, w))."""
 
-    def __init__(self, cfg: ModelConfig, input_size: int | None = None):
+    def __init__(self, cfg: ModelConfig, input_size: int | None = None, precision: str = "fp32"):
         super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.cfg = cfg
+        self.precision = precision  # fp32 | bf16 (autocast on the encoder's device)
         self.backbone = build_backbone(cfg)
         self.projector = Projector(self.backbone.num_channels, cfg.dim_hidden, cfg.dim_out)
         self.grouping = SemanticGrouping(cfg.num_prototypes, cfg.dim_out, cfg.teacher_temp)
@@ -72,16 +82,21 @@ class SlotConEncoder(nn.Module):
         return super().train(False)  # always eval: BatchNorm uses its running statistics
 
     @torch.inference_mode()
-    def forward(self, images: torch.Tensor, valid: torch.Tensor | None = None) -> GroupingOutput:
-        """valid (B, 1, h, w) bool, optional: map cells that are image, not padding."""
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised images (B, 3, H', W') -> the teacher's projected features z (B, D, h, w)
+        float32, not normalised, on the encoder's device, at the encoder's precision."""
         images = images.to(self.device, non_blocking=True)
         if self.device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                z = self.projector(self.backbone(images))
-            z = z.float()
-        else:
-            z = self.projector(self.backbone(images))  # (B, D, h, w)
+        bf16 = self.precision == "bf16"
+        with _full_fp32(self.device.type == "cuda" and not bf16):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+                return self.projector(self.backbone(images)).float()  # (B, D, h, w)
+
+    @torch.inference_mode()
+    def forward(self, images: torch.Tensor, valid: torch.Tensor | None = None) -> GroupingOutput:
+        """valid (B, 1, h, w) bool, optional: map cells that are image, not padding."""
+        z = self.features(images)  # (B, D, h, w)
         if valid is not None:
             valid = valid.to(z.device)
         out = self.grouping(z, valid)
@@ -125,6 +140,21 @@ class SlotConEncoder(nn.Module):
         return ImageGrouping(assignment, pixels, score, out.slots[0].cpu().numpy())
 
 
+@contextmanager
+def _full_fp32(active: bool) -> Iterator[None]:
+    """cuDNN convolutions in true fp32, not TF32 (PyTorch's default for them on recent GPUs).
+    The flag is process-wide: a concurrent forward may see it switched; both are fp32 or close."""
+    if not active:
+        yield
+        return
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
+
+
 @torch.inference_mode()
 def assign_pixels(
     dots: torch.Tensor, info: Preprocessed, stride: int, block_rows: int = 128
@@ -165,18 +195,22 @@ def assign_pixels(
 
 
 def load_encoder(
-    path: str | Path, device: str | torch.device | None = None, input_size: int | None = None
+    path: str | Path,
+    device: str | torch.device | None = None,
+    input_size: int | None = None,
+    precision: str = "fp32",
 ) -> SlotConEncoder:
     """Load this project's checkpoints (training or encoder) or a published full checkpoint.
 
-    The architecture, K and D are read from the file. The device defaults to CUDA when present.
+    The architecture, K and D are read from the file. The device defaults to CUDA when present;
+    precision is fp32 or bf16 (autocast), see PRECISIONS.
     Raises CheckpointError for missing, truncated, foreign, malformed or mismatching files;
     the weights' names and shapes are checked before the network is allocated.
     """
     ckpt = read_checkpoint(path)
     cfg, state = encoder_weights(ckpt, Path(path).name)
     check_weights_fit(cfg, state, Path(path).name)
-    encoder = SlotConEncoder(cfg, input_size)
+    encoder = SlotConEncoder(cfg, input_size, precision)
     try:
         encoder.load_state_dict(state, strict=True)
     except RuntimeError as error:

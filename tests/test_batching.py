@@ -95,14 +95,17 @@ def test_photo_alone_and_in_a_batch_of_its_shape_give_the_same_grouping(photos) 
         np.testing.assert_array_equal(a[0], b[0])
 
 
-def _build(images: Path, out: Path, batch_size: int, chunk_size: int = 256) -> dict:
+def build_tables(
+    images: Path, out: Path, batch_size: int, chunk_size: int = 256, device: str = "cpu"
+) -> dict:
+    """Index `images` with the demo model; its slots, images, maps and manifest."""
     build_index(
         BuildConfig(
             checkpoint=DEMO_CHECKPOINT,
             images=images,
             out=out,
             batch_size=batch_size,
-            device="cpu",
+            device=device,
             workers=0,
             chunk_size=chunk_size,
         )
@@ -119,14 +122,18 @@ def _build(images: Path, out: Path, batch_size: int, chunk_size: int = 256) -> d
 def test_index_of_mixed_size_photos_does_not_depend_on_the_batch_size(photos, tmp_path) -> None:
     """The demo model on 8 real photos of 6 padded shapes: batches of 1, of 8, and of 8 cut
     into chunks of 3, pixel for pixel (before: up to a quarter of an image's pixels moved)."""
-    images = photos[0].parent
-    alone = _build(images, tmp_path / "b1", batch_size=1)
+    assert_batch_size_does_not_matter(photos[0].parent, tmp_path, "cpu")
+
+
+def assert_batch_size_does_not_matter(images: Path, tmp_path: Path, device: str) -> None:
+    alone = build_tables(images, tmp_path / "b1", batch_size=1, device=device)
     assert alone["manifest"]["counts"]["images"] == len(PHOTOS)
     assert alone["manifest"]["counts"]["skipped"] == 0
     sizes = {(w, h) for w, h, _ in PHOTOS.values()}
     assert set(zip(alone["images"]["width"], alone["images"]["height"])) == sizes
     for batch_size, chunk_size in ((8, 256), (8, 3), (3, 256)):
-        other = _build(images, tmp_path / f"b{batch_size}c{chunk_size}", batch_size, chunk_size)
+        out = tmp_path / f"b{batch_size}c{chunk_size}"
+        other = build_tables(images, out, batch_size, chunk_size, device)
         assert other["maps"].keys() == alone["maps"].keys()
         for name, assignment in alone["maps"].items():
             np.testing.assert_array_equal(other["maps"][name], assignment, err_msg=name)

@@ -208,3 +208,22 @@ def test_real_photos_group_at_their_own_resolution(encoder, photos):
         present = grouping.pixels > 0
         assert np.isfinite(grouping.score[present]).all()
         assert np.isnan(grouping.score[~present]).all()
+
+
+def test_inference_is_fp32_unless_bf16_is_asked_for(encoder):
+    assert encoder.precision == "fp32"
+    x, info = encoder.preprocess(_picture(50, 40, seed=3))
+    valid = encoder.valid_mask([info], x.shape[-2:])
+    with torch.inference_mode():
+        z = encoder.projector(encoder.backbone(x))  # plain fp32, no autocast
+        reference = encoder.grouping(z, valid.to(z.device))
+    fp32 = encoder(x, valid)
+    torch.testing.assert_close(fp32.dots, reference.dots, rtol=0, atol=0)
+    bf16 = SlotConEncoder(TINY.model, input_size=40, precision="bf16")
+    bf16.load_state_dict(encoder.state_dict())
+    low = bf16(x, valid)
+    assert low.dots.dtype == torch.float32 and low.slots.dtype == torch.float32
+    assert not torch.equal(low.dots, fp32.dots)  # autocast did run
+    torch.testing.assert_close(low.dots, fp32.dots, rtol=0, atol=0.1)
+    with pytest.raises(ValueError, match="precision"):
+        SlotConEncoder(TINY.model, precision="fp16")

@@ -1,4 +1,5 @@
-"""CUDA: a short bf16 training run, and the encoder on CUDA (bf16 autocast) against the CPU."""
+"""CUDA: a short bf16 training run; the encoder on CUDA (fp32 by default, bf16 when asked)
+against the CPU; an index that does not depend on the batch size."""
 
 from __future__ import annotations
 
@@ -54,8 +55,27 @@ def test_bf16_training_on_cuda_gives_finite_losses(cuda_run):
     assert (cuda_run / "encoder.pt").is_file()
 
 
-def test_encoder_on_cuda_agrees_with_cpu(cuda_run):
+def test_fp32_encoder_on_cuda_matches_cpu(cuda_run):
     gpu = load_encoder(cuda_run / "encoder.pt", device="cuda", input_size=64)
+    cpu = load_encoder(cuda_run / "encoder.pt", device="cpu", input_size=64)
+    assert gpu.precision == "fp32"
+    for seed in range(4):
+        x, info = cpu.preprocess(_picture(100 + seed))
+        valid = cpu.valid_mask([info], x.shape[-2:])
+        a, b = gpu(x, valid), cpu(x, valid)
+        torch.testing.assert_close(a.dots.cpu(), b.dots, atol=1e-4, rtol=0)
+        torch.testing.assert_close(a.slots.cpu(), b.slots, atol=1e-4, rtol=1e-4)
+    assert torch.backends.cudnn.allow_tf32  # the process-wide default is back
+
+
+def test_index_of_photos_does_not_depend_on_the_batch_size_on_cuda(photos, tmp_path):
+    from test_batching import assert_batch_size_does_not_matter
+
+    assert_batch_size_does_not_matter(photos[0].parent, tmp_path, "cuda")
+
+
+def test_bf16_encoder_on_cuda_agrees_with_cpu(cuda_run):
+    gpu = load_encoder(cuda_run / "encoder.pt", device="cuda", input_size=64, precision="bf16")
     cpu = load_encoder(cuda_run / "encoder.pt", device="cpu", input_size=64)
     assert gpu.device.type == "cuda" and cpu.device.type == "cpu"
     for seed in range(4):
