@@ -90,7 +90,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="unsupervised segmentation scores (Hungarian and majority vote)",
         description="Score the index's prototype maps against annotations: mIoU and pixel "
-        "accuracy with Hungarian matching (PiCIE/STEGO) and with majority vote.",
+        "accuracy with Hungarian matching (PiCIE/STEGO) and with majority vote; the "
+        "cocostuff27 protocol also scores PiCIE's clustering of pixel features.",
     )
     p.add_argument("--index", type=Path, required=True, help="index directory")
     p.add_argument(
@@ -108,6 +109,20 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="index: stored maps at image resolution, the annotations' classes; cocostuff27: "
         "curated val2017 list, 320 px centre crops, 27 coarse classes (needs --checkpoint)",
     )
+    p.add_argument(
+        "--authors-crop",
+        action="store_true",
+        help="cocostuff27: resize 256 + centre crop 224 (the authors' visualisation) instead "
+        "of PiCIE's 320 + 320; for comparing with the authors' figures, not the paper's table",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="cocostuff27: fp32 (recommended: the paper's numbers are fp32); bf16 autocast is "
+        "faster on GPUs and moves some pixels to another prototype (docs/FAITHFULNESS.md)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="cocostuff27: seed of the k-means")
     p.add_argument(
         "--checkpoint",
         type=Path,
@@ -248,15 +263,24 @@ def run_evaluate(args: argparse.Namespace) -> None:
                 "cocostuff27 needs labels: --annotations instances.json stuff.json "
                 "(COCO-Stuff ids) or --stuffthing-dir"
             )
-        encoder = load_encoder(args.checkpoint, args.device or None)
+        from indexing import protocol
+
+        encoder = load_encoder(args.checkpoint, args.device or None, precision=args.precision)
         labels = None if args.stuffthing_dir else load_labels(annotations, coarse=True)
         if labels is None and not args.stuffthing_dir.is_dir():
             raise FileNotFoundError(f"stuffthingmaps folder not found: {args.stuffthing_dir}")
-        curated = evaluate.read_curated(args.curated or evaluate.CURATED_LIST)
-        counts, evaluated, missing = evaluate.cocostuff27_confusion(
-            index, encoder, curated, labels, args.stuffthing_dir, args.batch_size
+        curated = protocol.read_curated(args.curated or protocol.CURATED_LIST)
+        view = protocol.AUTHORS_VIEW if args.authors_crop else protocol.PICIE_VIEW
+        run = protocol.cocostuff27(
+            index, encoder, curated, labels, args.stuffthing_dir, view, args.batch_size, args.seed
         )
-        extra = {"images_evaluated": evaluated, "images_missing": missing}
+        counts, evaluated, missing = run.prototype_counts, run.evaluated, run.missing
+        extra = {
+            "images_evaluated": evaluated,
+            "images_missing": missing,
+            "view": {"resize": view.resize, "crop": view.crop},
+            "precision": args.precision,
+        }
     if evaluated == 0:
         raise ValueError("no image could be evaluated (no indexed image has labels)")
     from indexing.cocostuff import COCOSTUFF27_CLASSES, COCOSTUFF27_IS_THING
@@ -266,6 +290,10 @@ def run_evaluate(args: argparse.Namespace) -> None:
     else:
         names, is_thing = list(COCOSTUFF27_CLASSES), list(COCOSTUFF27_IS_THING)
     result.update(evaluate.scores_dict(counts, vectors, names, is_thing))
+    if args.protocol == "cocostuff27":
+        from indexing.picie import picie_scores
+
+        result["picie"] = picie_scores(run.cluster_counts).to_dict(names, is_thing)
     result.update(extra, annotations=[str(p) for p in annotations] if labels else [])
     print(evaluate.format_table(result))
     print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in extra.items()))

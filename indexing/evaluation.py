@@ -5,7 +5,9 @@ argmax prototype is k and whose true class is c (K x C, int64). Two ways to turn
 class predictions:
 - majority vote: each prototype predicts its dominant class (many-to-one);
 - Hungarian (SLOTCON.md, PiCIE/STEGO protocol): prototypes are grouped into C clusters by cosine
-  k-means and clusters are matched one-to-one to classes, maximising matched pixels.
+  k-means weighted by their pixel counts (dead prototypes left out) and clusters are matched
+  one-to-one to classes, maximising matched pixels. PiCIE's own variant, which clusters pixel
+  features rather than prototypes, is indexing.picie.
 Scores: IoU_c = TP / (TP + FP + FN), mIoU = nan-mean over classes, pixel accuracy = sum TP / all
 labelled pixels, all as fractions in [0, 1].
 """
@@ -146,33 +148,37 @@ def majority_vote_scores(counts: np.ndarray) -> SegmentationScores:
 def hungarian_scores(
     counts: np.ndarray, prototype_vectors: np.ndarray | None = None, seed: int = 0
 ) -> SegmentationScores:
-    """PiCIE/STEGO protocol: cluster the K prototypes into C groups, match groups to classes.
+    """PiCIE/STEGO protocol on prototypes: cluster them into C groups, match groups to classes.
 
     counts (K, C) int histogram; prototype_vectors (K, D) float (e.g. the teacher's prototype
-    embeddings) or None. When K <= C each prototype is its own cluster. Otherwise cosine k-means
-    (`kmeans_cosine`, seeded) groups the prototype vectors into C clusters; without vectors it
-    groups the prototypes' class-histogram rows instead (prototypes with similar class
-    distributions merge; this peeks at the labels, so it is an optimistic variant). The C' x C
-    cluster histogram is matched one-to-one to classes by linear_sum_assignment (maximise matched
-    pixels); `mapping` gives each prototype its cluster's class.
+    embeddings) or None. Prototypes without labelled pixels (dead on this set) take no part and
+    predict nothing. When at most C prototypes are live each is its own cluster. Otherwise cosine
+    k-means (`kmeans_cosine`, seeded) groups the live prototype vectors into C clusters, each
+    weighted by its pixel count, so that a prototype weighs as much as the pixels it stands for
+    (PiCIE clusters pixels); without vectors it groups the prototypes' class-histogram rows
+    instead (this peeks at the labels, so it is an optimistic variant). The C' x C cluster
+    histogram is matched one-to-one to classes by linear_sum_assignment (maximise matched
+    pixels); `mapping` gives each prototype its cluster's class (-1 for dead prototypes).
     """
     counts = np.asarray(counts, dtype=np.int64)
     num_prototypes, num_classes = counts.shape
     clusters = cluster_prototypes(counts, prototype_vectors, seed)
-    num_clusters = int(clusters.max()) + 1 if num_prototypes else 0
+    live = clusters >= 0
+    num_clusters = int(clusters.max()) + 1 if live.any() else 0
     cluster_counts = np.zeros((num_clusters, num_classes), dtype=np.int64)  # (C', C)
-    np.add.at(cluster_counts, clusters, counts)
+    np.add.at(cluster_counts, clusters[live], counts[live])
     cluster_to_class = match_clusters(cluster_counts)
-    return scores_from_mapping(counts, cluster_to_class[clusters])
+    mapping = np.full(num_prototypes, -1, dtype=np.int64)
+    mapping[live] = cluster_to_class[clusters[live]]
+    return scores_from_mapping(counts, mapping)
 
 
 def cluster_prototypes(
     counts: np.ndarray, prototype_vectors: np.ndarray | None = None, seed: int = 0
 ) -> np.ndarray:
-    """Cluster id (K,) int64 in 0..min(K, C)-1 of each prototype (see hungarian_scores)."""
+    """Cluster id (K,) int64 in 0..min(live, C)-1 of each prototype, -1 for prototypes without
+    labelled pixels (see hungarian_scores)."""
     num_prototypes, num_classes = counts.shape
-    if num_prototypes <= num_classes:
-        return np.arange(num_prototypes, dtype=np.int64)
     if prototype_vectors is None:
         features = counts.astype(np.float64)
     else:
@@ -181,7 +187,14 @@ def cluster_prototypes(
             raise ValueError(
                 f"prototype_vectors must be ({num_prototypes}, D), got {features.shape}"
             )
-    return kmeans_cosine(features, num_classes, seed)
+    pixels = counts.sum(axis=1)  # (K,)
+    live = np.flatnonzero(pixels > 0)
+    clusters = np.full(num_prototypes, -1, dtype=np.int64)
+    if len(live) <= num_classes:
+        clusters[live] = np.arange(len(live))
+    else:
+        clusters[live] = kmeans_cosine(features[live], num_classes, seed, weights=pixels[live])
+    return clusters
 
 
 def match_clusters(cluster_counts: np.ndarray) -> np.ndarray:
@@ -197,37 +210,51 @@ def match_clusters(cluster_counts: np.ndarray) -> np.ndarray:
 
 
 def kmeans_cosine(
-    vectors: np.ndarray, n_clusters: int, seed: int = 0, restarts: int = 10, iters: int = 100
+    vectors: np.ndarray,
+    n_clusters: int,
+    seed: int = 0,
+    restarts: int = 10,
+    iters: int = 100,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Spherical k-means: labels (N,) int64 in 0..n_clusters-1 for vectors (N, D).
 
     Rows are L2-normalised (all-zero rows stay zero); similarity is the cosine. Each restart
     starts from k-means++ seeds (distance 1 - cos) and the run with the lowest inertia
-    (sum of 1 - cos to the assigned centre) wins. Deterministic for a given seed; labels are
-    renumbered by first appearance so equal partitions give equal labels.
+    (sum of 1 - cos to the assigned centre) wins. weights (N,) >= 0, optional: a point counts
+    as that many points (seeding, centres and inertia). float32 input stays float32 (large
+    pixel sets), anything else is float64. Deterministic for a given seed; labels are renumbered
+    by first appearance so equal partitions give equal labels.
     """
-    x = np.asarray(vectors, dtype=np.float64)
+    x = np.asarray(vectors)
+    x = x if x.dtype == np.float32 else x.astype(np.float64)
     if x.ndim != 2:
         raise ValueError(f"vectors must be (N, D), got shape {x.shape}")
     if not 1 <= n_clusters <= len(x):
         raise ValueError(f"n_clusters must be in [1, {len(x)}], got {n_clusters}")
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
+    if w is not None and (w.shape != (len(x),) or (w < 0).any() or w.sum() <= 0):
+        raise ValueError(f"weights must be ({len(x)},), >= 0 and not all zero")
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     x = x / np.where(norms > 0, norms, 1.0)  # (N, D)
     rng = np.random.default_rng(seed)
     best_labels, best_inertia = None, np.inf
     for _ in range(restarts):
-        labels, inertia = _kmeans_run(x, _kmeans_pp(x, n_clusters, rng), iters)
-        if inertia < best_inertia - 1e-12:  # ties keep the earlier restart
-            best_labels, best_inertia = labels, inertia
+        labels, inertia = _kmeans_run(x, _kmeans_pp(x, n_clusters, rng, w), iters, w)
+        if best_labels is None or inertia < best_inertia - 1e-9 * max(1.0, best_inertia):
+            best_labels, best_inertia = labels, inertia  # ties keep the earlier restart
     return _renumber(best_labels)
 
 
-def _kmeans_pp(x: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding on cosine distance; returns centres (n_clusters, D)."""
-    chosen = [int(rng.integers(len(x)))]
+def _kmeans_pp(
+    x: np.ndarray, n_clusters: int, rng: np.random.Generator, w: np.ndarray | None
+) -> np.ndarray:
+    """k-means++ seeding on cosine distance (times the weights); centres (n_clusters, D)."""
+    first = rng.integers(len(x)) if w is None else rng.choice(len(x), p=w / w.sum())
+    chosen = [int(first)]
     dist = 1.0 - x @ x[chosen[0]]  # (N,)
     for _ in range(1, n_clusters):
-        weights = np.clip(dist, 0.0, None)
+        weights = np.clip(dist, 0.0, None) * (1.0 if w is None else w)
         weights[chosen] = 0.0
         if weights.sum() <= 0:  # duplicates only: pick any unchosen point
             weights = np.ones(len(x))
@@ -237,7 +264,9 @@ def _kmeans_pp(x: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.n
     return x[chosen].copy()
 
 
-def _kmeans_run(x: np.ndarray, centres: np.ndarray, iters: int) -> tuple[np.ndarray, float]:
+def _kmeans_run(
+    x: np.ndarray, centres: np.ndarray, iters: int, w: np.ndarray | None
+) -> tuple[np.ndarray, float]:
     labels = np.full(len(x), -1, dtype=np.int64)
     for _ in range(iters):
         sims = x @ centres.T  # (N, n_clusters)
@@ -245,18 +274,21 @@ def _kmeans_run(x: np.ndarray, centres: np.ndarray, iters: int) -> tuple[np.ndar
         if np.array_equal(new_labels, labels):
             break
         labels = new_labels
-        centres = _update_centres(x, labels, centres, sims)
+        centres = _update_centres(x, labels, centres, sims, w)
     sims = x @ centres.T
     labels = sims.argmax(axis=1)
-    return labels, float((1.0 - sims.max(axis=1)).sum())
+    distance = 1.0 - sims.max(axis=1).astype(np.float64)
+    return labels, float(distance.sum() if w is None else (w * distance).sum())
 
 
 def _update_centres(
-    x: np.ndarray, labels: np.ndarray, centres: np.ndarray, sims: np.ndarray
+    x: np.ndarray, labels: np.ndarray, centres: np.ndarray, sims: np.ndarray, w: np.ndarray | None
 ) -> np.ndarray:
-    """Normalised member sums; an empty cluster takes the point farthest from its centre."""
-    sums = np.zeros_like(centres)
-    np.add.at(sums, labels, x)
+    """Normalised (weighted) member sums; an empty cluster takes the point farthest from its
+    centre."""
+    members = np.zeros((len(centres), len(x)), dtype=x.dtype)  # (n_clusters, N), a matmul
+    members[labels, np.arange(len(x))] = 1.0 if w is None else w  # beats np.add.at on big N
+    sums = members @ x
     sizes = np.bincount(labels, minlength=len(centres))
     worst_fit = np.argsort(sims[np.arange(len(x)), labels], kind="stable")
     for slot, cluster in enumerate(np.flatnonzero(sizes == 0)):

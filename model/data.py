@@ -26,9 +26,13 @@ class UnreadableImage(ValueError):
     """The file is not an image PIL can decode completely."""
 
 
-def load_rgb(path: str | Path, max_pixels: int | None = None) -> Image.Image:
+def load_rgb(
+    path: str | Path, max_pixels: int | None = None, exif_transpose: bool = True
+) -> Image.Image:
     """Decode an image file completely, apply its EXIF orientation, return an RGB image.
 
+    exif_transpose=False keeps the stored orientation (label maps of COCO-Stuff are stored so,
+    and PiCIE's protocol reads images without rotating them).
     Raises UnreadableImage with the reason (truncated, not an image, too many pixels).
     """
     try:
@@ -39,7 +43,7 @@ def load_rgb(path: str | Path, max_pixels: int | None = None) -> Image.Image:
                     f"the limit of {max_pixels:,}"
                 )
             image.load()
-            return to_rgb(ImageOps.exif_transpose(image))
+            return to_rgb(ImageOps.exif_transpose(image) if exif_transpose else image)
     except UnreadableImage:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:

@@ -205,3 +205,40 @@ def test_kmeans_cosine_recovers_clusters_deterministically() -> None:
 def test_kmeans_cosine_rejects_too_many_clusters() -> None:
     with pytest.raises(ValueError, match="n_clusters"):
         kmeans_cosine(np.ones((3, 2)), 4)
+
+
+def _unit(degrees: float) -> np.ndarray:
+    return np.array([np.cos(np.radians(degrees)), np.sin(np.radians(degrees))])
+
+
+def test_dead_prototypes_take_no_cluster() -> None:
+    # Two busy prototypes (classes 0 and 1, 40 degrees apart) and a dead one far away. Unweighted
+    # 2-means would give the dead one a cluster of its own and merge the busy ones.
+    vectors = np.stack([_unit(0), _unit(40), _unit(180)])
+    counts = np.array([[100, 0], [0, 100], [0, 0]])
+    scores = hungarian_scores(counts, vectors)
+    np.testing.assert_array_equal(scores.mapping, [0, 1, -1])
+    assert scores.miou == 1.0 and scores.pixel_accuracy == 1.0
+
+
+def test_prototypes_weigh_as_much_as_their_pixels() -> None:
+    # A rare live prototype far from both busy ones: weighted by one pixel it joins the nearer
+    # busy cluster instead of forcing the two busy prototypes together.
+    vectors = np.stack([_unit(0), _unit(40), _unit(-120)])
+    counts = np.array([[1000, 0], [0, 1000], [1, 0]])
+    scores = hungarian_scores(counts, vectors)
+    np.testing.assert_array_equal(scores.mapping, [0, 1, 0])
+    assert scores.miou == 1.0 and scores.pixel_accuracy == 1.0
+
+
+def test_weighted_kmeans_equals_repeated_points() -> None:
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((12, 5))
+    w = rng.integers(1, 4, 12)
+    weighted = kmeans_cosine(x, 3, seed=0, weights=w)
+    repeated = kmeans_cosine(np.repeat(x, w, axis=0), 3, seed=0)
+    first = np.concatenate([[0], np.cumsum(w)[:-1]])  # each point's first copy
+    assert len(set(zip(weighted.tolist(), repeated[first].tolist()))) == 3  # same partition
+    assert kmeans_cosine(x.astype(np.float32), 3).dtype == np.int64
+    with pytest.raises(ValueError, match="weights"):
+        kmeans_cosine(x, 3, weights=np.zeros(12))

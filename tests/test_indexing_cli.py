@@ -42,7 +42,10 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
     "command, options",
     [
         ("build", ["--checkpoint", "--images", "--annotations", "--resume", "--index-type"]),
-        ("evaluate", ["--index", "--protocol", "--out-json", "--out-csv", "--stuffthing-dir"]),
+        (
+            "evaluate",
+            ["--index", "--protocol", "--out-json", "--out-csv", "--stuffthing-dir", "--precision"],
+        ),
         ("figure", ["--index", "--out", "--prototypes", "--k", "--sample", "--seed"]),
     ],
 )
@@ -136,6 +139,22 @@ def test_evaluate_cocostuff27_protocol(indexing_data, tmp_path, capsys) -> None:
     assert result["hungarian"] == hungarian.to_dict(names, things)
     assert result["majority"] == majority_vote_scores(acc.counts).to_dict(names, things)
     assert "things mIoU" in out
+    # PiCIE's clustering of pixel features is reported beside them; fp32, PiCIE's 320 / 320
+    assert "picie" in out and 0 <= result["picie"]["miou"] <= 1
+    assert len(result["picie"]["mapping"]) == 27
+    assert result["view"] == {"resize": 320, "crop": 320} and result["precision"] == "fp32"
+    status, out, err = _run(
+        capsys, "evaluate", "--index", indexing_data["index"], "--protocol", "cocostuff27",
+        "--checkpoint", indexing_data["checkpoint"], "--annotations", annotations,
+        "--curated", curated, "--device", "cpu", "--out-json", out_json, "--authors-crop",
+        "--precision", "bf16", "--out-csv", tmp_path / "cs27.csv",
+    )  # fmt: skip
+    assert status == 0, err
+    result = json.loads(out_json.read_text())
+    assert result["view"] == {"resize": 256, "crop": 224} and result["precision"] == "bf16"
+    with open(tmp_path / "cs27.csv") as f:
+        header = next(csv.reader(f))
+    assert header == ["class", "is_thing", "picie_iou", "hungarian_iou", "majority_iou"]
 
 
 def test_figure(indexing_data, tmp_path, capsys) -> None:
