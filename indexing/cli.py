@@ -264,13 +264,14 @@ def run_evaluate(args: argparse.Namespace) -> None:
                 "(COCO-Stuff ids) or --stuffthing-dir"
             )
         from indexing import protocol
+        from indexing.views import AUTHORS_VIEW, PICIE_VIEW
 
         encoder = load_encoder(args.checkpoint, args.device or None, precision=args.precision)
         labels = None if args.stuffthing_dir else load_labels(annotations, coarse=True)
         if labels is None and not args.stuffthing_dir.is_dir():
             raise FileNotFoundError(f"stuffthingmaps folder not found: {args.stuffthing_dir}")
         curated = protocol.read_curated(args.curated or protocol.CURATED_LIST)
-        view = protocol.AUTHORS_VIEW if args.authors_crop else protocol.PICIE_VIEW
+        view = AUTHORS_VIEW if args.authors_crop else PICIE_VIEW
         run = protocol.cocostuff27(
             index, encoder, curated, labels, args.stuffthing_dir, view, args.batch_size, args.seed
         )

@@ -2,8 +2,8 @@
 
 The curated val2017 images that the index holds are read as stored (no EXIF rotation: PiCIE
 does not rotate, and the label maps are in stored orientation), resized (shorter side, bilinear;
-labels nearest) and centre-cropped as PiCIE's eval set does (torchvision Resize + centre crop:
-320 / 320), or as the authors' visualisation does (256 / 224) when asked. One pass of the model
+labels nearest) and centre-cropped as PiCIE's eval set does (indexing.views: 320 / 320), or
+as the authors' visualisation does (256 / 224) when asked. One pass of the model
 gives, per image, the teacher's projected features; from them two predictions per pixel:
 - prototypes: argmax of the prototype dots upsampled bilinearly (a (K, 27) histogram, scored
   by indexing.evaluation: Hungarian over pixel-weighted prototype clusters, and majority vote);
@@ -13,13 +13,11 @@ gives, per image, the teacher's projected features; from them two predictions pe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image
 from tqdm import tqdm
 
@@ -27,33 +25,12 @@ from indexing.collection import match_annotations
 from indexing.evaluation import ConfusionAccumulator
 from indexing.groundtruth import CocoLabels, read_stuffthing_png
 from indexing.picie import cluster_map, fit_centroids
+from indexing.views import PICIE_VIEW, View, view_image, view_labels
 from model.data import UnreadableImage, load_rgb
 from model.encoder import Preprocessed, SlotConEncoder, assign_pixels
 
 NUM_CLASSES = 27
 CURATED_LIST = Path(__file__).parent / "data" / "cocostuff27_val2017_curated.txt"
-
-
-@dataclass(frozen=True)
-class ProtocolView:
-    resize: int  # shorter side after torchvision's Resize (bilinear images, nearest labels)
-    crop: int  # side of the centre crop that the model sees and that is scored
-
-
-PICIE_VIEW = ProtocolView(resize=320, crop=320)  # PiCIE / STEGO eval set, the paper's numbers
-AUTHORS_VIEW = ProtocolView(resize=256, crop=224)  # the authors' prototype visualisation
-
-
-def view_image(image: Image.Image, view: ProtocolView) -> Image.Image:
-    """RGB image -> (crop x crop) RGB: shorter side to view.resize (bilinear), centre crop."""
-    resized = TF.resize(image, view.resize, TF.InterpolationMode.BILINEAR)
-    return TF.center_crop(resized, view.crop)
-
-
-def view_labels(label_map: np.ndarray, view: ProtocolView) -> np.ndarray:
-    """(H, W) uint8 labels -> (crop, crop) uint8, as view_image (nearest neighbour)."""
-    resized = TF.resize(Image.fromarray(label_map), view.resize, TF.InterpolationMode.NEAREST)
-    return np.asarray(TF.center_crop(resized, view.crop))
 
 
 def read_curated(path: str | Path = CURATED_LIST) -> list[str]:
@@ -75,7 +52,7 @@ def cocostuff27(
     curated: list[str],
     labels: CocoLabels | None = None,
     stuffthing_dir: Path | None = None,
-    view: ProtocolView = PICIE_VIEW,
+    view: View = PICIE_VIEW,
     batch_size: int = 16,
     seed: int = 0,
 ) -> ProtocolResult:
@@ -128,7 +105,7 @@ def _read(path: Path) -> Image.Image | None:
 
 
 @torch.inference_mode()
-def _features(encoder: SlotConEncoder, batch: list, view: ProtocolView):
+def _features(encoder: SlotConEncoder, batch: list, view: View):
     """(features (D, h, w) of the valid cells, Preprocessed, labels) of each (crop, labels)."""
     if not batch:
         return []

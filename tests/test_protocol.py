@@ -14,14 +14,8 @@ from PIL import Image
 from indexing.cocostuff import COCOSTUFF_CATEGORIES
 from indexing.evaluation import ConfusionAccumulator
 from indexing.picie import cluster_map, fit_centroids, picie_scores
-from indexing.protocol import (
-    AUTHORS_VIEW,
-    PICIE_VIEW,
-    ProtocolView,
-    cocostuff27,
-    view_image,
-    view_labels,
-)
+from indexing.protocol import cocostuff27
+from indexing.views import AUTHORS_VIEW, PICIE_VIEW, View, view_geometry, view_image, view_labels
 from model.encoder import Preprocessed, load_encoder
 
 STRIDE = 4
@@ -94,6 +88,9 @@ def test_views_resize_the_shorter_side_and_crop_the_centre(view, size, box) -> N
         Image.Resampling.NEAREST,
     )
     np.testing.assert_array_equal(view_labels(labels, view), np.asarray(resized.crop(box)))
+    geometry = view_geometry((W, H), view)  # the same crop, as a geometry
+    assert geometry.resized_size == resized.size
+    assert (*geometry.offset, geometry.offset[0] + view.crop, geometry.offset[1] + view.crop) == box
 
 
 class _Index:
@@ -130,7 +127,7 @@ def test_protocol_reads_images_in_stored_orientation(indexing_data, tmp_path) ->
     encoder = load_encoder(indexing_data["checkpoint"], "cpu")
     index = _Index(images, ["000000000001.jpg", "000000000002.jpg"])
     curated = ["000000000001", "000000000002", "000000000003"]  # the last is not indexed
-    for view in (PICIE_VIEW, ProtocolView(64, 48)):
+    for view in (PICIE_VIEW, View(64, 48)):
         run = cocostuff27(index, encoder, curated, stuffthing_dir=maps, view=view)
         assert run.evaluated == 2 and run.missing == 1
         assert run.prototype_counts.shape == (8, 27) and run.cluster_counts.shape[1] == 27
