@@ -7,6 +7,7 @@ Image tab is wired by explorer.ui, which knows both tabs.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 import gradio as gr
@@ -17,7 +18,8 @@ from explorer import segments
 from explorer.context import AppContext
 from explorer.export import ExportSegment, coco_document, concept_table_csv, write_coco_json
 from explorer.figures import concept_map
-from explorer.render import prototype_title
+from explorer.render import markdown_text, prototype_title
+from indexing.labels import MAX_LENGTH as MAX_NAME_LENGTH
 
 SORTS = {
     "frequency": (["images", "slots", "prototype"], [False, False, True]),
@@ -81,10 +83,10 @@ def parse_prototype(ctx: AppContext, value) -> int:
 
 
 def summary(ctx: AppContext, prototype: int) -> str:
-    """Markdown describing one prototype."""
+    """Markdown describing one prototype (its name and class shown as text)."""
     row = ctx.index.prototypes().set_index("prototype").loc[prototype]
     name = str(row["label"] or "")
-    head = f"### {prototype_title(prototype, name)}"
+    head = f"### {markdown_text(prototype_title(prototype, name))}"
     if int(row["images"]) == 0:
         return head + "\nNever the strongest prototype anywhere in the collection: no segments."
     facts = [
@@ -96,7 +98,7 @@ def summary(ctx: AppContext, prototype: int) -> str:
     if str(row.get("dominant_class") or ""):
         purity = row.get("purity")
         purity_text = f" (purity {float(purity):.2f})" if pd.notna(purity) else ""
-        facts.append(f"mostly **{row['dominant_class']}**{purity_text}")
+        facts.append(f"mostly **{markdown_text(row['dominant_class'])}**{purity_text}")
     return (
         head
         + "\n"
@@ -131,11 +133,17 @@ def show_prototype(ctx: AppContext, prototype, k):
 
 
 def save_name(ctx: AppContext, prototype, name: str) -> str:
-    """Name (or, with an empty name, un-name) a prototype; persisted by the index."""
+    """Name (or, with an empty name, un-name) a prototype; persisted by the index. A name is
+    never cut (a cut can split a character sequence such as an emoji): too long is an error."""
     prototype = parse_prototype(ctx, prototype)
-    name = " ".join(str(name or "").split())[:60]
+    name = " ".join(str(name or "").split())
+    if len(name) > MAX_NAME_LENGTH:
+        raise gr.Error(
+            f"A name has at most {MAX_NAME_LENGTH} characters; this one has {len(name)}."
+        )
     ctx.index.set_label(prototype, name)
-    gr.Info(f"p{prototype} is now named “{name}”." if name else f"p{prototype} has no name now.")
+    shown = html.escape(name)  # toasts render HTML
+    gr.Info(f"p{prototype} is now named “{shown}”." if name else f"p{prototype} has no name now.")
     return name
 
 
@@ -242,7 +250,7 @@ def build(ctx: AppContext) -> ConceptsTab:
                 k = gr.Slider(
                     1, cfg.max_k, value=cfg.default_k, step=1, label="Top segments", scale=2
                 )
-            about = gr.Markdown(about_start, elem_id="prototype-summary")
+            about = gr.Markdown(about_start, latex_delimiters=[], elem_id="prototype-summary")
             gallery = gr.Gallery(
                 items_start,
                 label="Top segments",

@@ -6,6 +6,7 @@ what they hold.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -64,9 +65,26 @@ def prune_oldest(folder: Path, keep: int, spare: Path | None = None) -> None:
         Path(path).unlink(missing_ok=True)
 
 
+# a text cell starting with one of these runs as a formula in a spreadsheet (OWASP CSV injection)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\0")
+
+
+def spreadsheet_safe(value):
+    """A text cell that a spreadsheet would run, with a leading single quote (OWASP's advice:
+    shown as text); anything else unchanged."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+
 def concept_table_csv(table: pd.DataFrame, path: Path) -> Path:
-    """Write the concept table (one row per prototype) as UTF-8 CSV."""
-    return write_atomic(path, table.to_csv(index=False).encode("utf-8"))
+    """Write the concept table (one row per prototype) as UTF-8 CSV; text cells that start
+    like a formula (names, class names) are neutralised with spreadsheet_safe."""
+    table = table.copy()
+    for column in table.columns:
+        if not pd.api.types.is_numeric_dtype(table[column]):
+            table[column] = table[column].map(spreadsheet_safe)
+    # every text cell quoted (RFC 4180): a CR inside a class name must not end the row
+    text = table.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC)
+    return write_atomic(path, text.encode("utf-8"))
 
 
 def encode_rle(mask: np.ndarray) -> dict:

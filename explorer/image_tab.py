@@ -131,7 +131,7 @@ def build(ctx: AppContext) -> ImageTab:
             elem_id="upload-image",
         )
         opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Overlay opacity", scale=2)
-    status = gr.Markdown(shown[4], elem_id="image-status")
+    status = gr.Markdown(shown[4], latex_delimiters=[], elem_id="image-status")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=360):
             overlay = gr.Image(

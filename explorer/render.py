@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import colorsys
 import html
+import string
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -213,6 +214,17 @@ class LegendEntry(NamedTuple):
 def prototype_title(prototype: int, name: str = "") -> str:
     """'p3 · sky' or 'p3': how a prototype is written everywhere in the app."""
     return f"p{prototype} · {name}" if name else f"p{prototype}"
+
+
+# every ASCII punctuation character as a numeric character reference: Markdown and HTML read a
+# reference as that character, never as syntax (no link, image, tag, emphasis, heading)
+_LITERAL = str.maketrans({c: f"&#{ord(c)};" for c in string.punctuation})
+
+
+def markdown_text(text: str) -> str:
+    """User text (a prototype name, a file name) to interpolate into Markdown, shown literally
+    on one line. LaTeX delimiters survive as text: turn LaTeX off on components showing it."""
+    return " ".join(str(text).split()).translate(_LITERAL)
 
 
 def legend_html(entries: Sequence[LegendEntry], selected: int | None = None) -> str:

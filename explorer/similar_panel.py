@@ -14,6 +14,7 @@ import pandas as pd
 
 from explorer import segments
 from explorer.context import AppContext
+from explorer.render import markdown_text
 from explorer.view import ImageView
 
 
@@ -43,7 +44,7 @@ def caption(ctx: AppContext, labels: dict[int, str]):
 def heading(ctx: AppContext, view: ImageView | None, found: int) -> str:
     if view is None or view.selected is None:
         return "#### Similar segments\nClick a segment in the image to find similar ones."
-    name = segments.title(ctx, view.selected)
+    name = markdown_text(segments.title(ctx, view.selected))  # user text, shown as text
     where = f"image {view.image_id}" if view.source == "collection" else "the uploaded image"
     if found == 0:
         return f"#### Similar to {name} in {where}\nNo similar segments found."
@@ -75,7 +76,7 @@ class SimilarPanel:
 
 def build(ctx: AppContext) -> SimilarPanel:
     with gr.Row(equal_height=True):
-        title = gr.Markdown(heading(ctx, None, 0), elem_id="similar-heading")
+        title = gr.Markdown(heading(ctx, None, 0), latex_delimiters=[], elem_id="similar-heading")
         same = gr.Checkbox(label="same prototype only", value=False, scale=0, min_width=180)
         k = gr.Slider(
             1,

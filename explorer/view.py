@@ -20,7 +20,14 @@ from PIL import Image
 from explorer import segments
 from explorer.context import AppContext
 from explorer.export import prune_oldest, write_atomic
-from explorer.render import LegendEntry, display_scale, enlarge, grouping_overlay, legend_html
+from explorer.render import (
+    LegendEntry,
+    display_scale,
+    enlarge,
+    grouping_overlay,
+    legend_html,
+    markdown_text,
+)
 
 
 @dataclass(frozen=True)
@@ -169,10 +176,10 @@ def segment_table(ctx: AppContext, view: ImageView) -> pd.DataFrame:
 
 
 def status(ctx: AppContext, view: ImageView) -> str:
-    selected = (
-        f" · selected **{segments.title(ctx, view.selected)}**" if view.selected is not None else ""
-    )
+    """Markdown line naming the image and the selected segment (names shown as text)."""
+    title = segments.title(ctx, view.selected) if view.selected is not None else ""
+    selected = f" · selected **{markdown_text(title)}**" if title else ""
     return (
-        f"**{view.title}** · {len(view.segments)} segments{selected} · "
+        f"**{markdown_text(view.title)}** · {len(view.segments)} segments{selected} · "
         "click the image to select a segment"
     )

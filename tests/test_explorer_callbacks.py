@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from dataclasses import replace
@@ -93,7 +94,7 @@ def test_names_persist_and_show_everywhere(explorer_ctx, explorer_data):
         assert table.loc[prototype, "name"] == "big <sky>"
         choices = concepts_tab.prototype_choices(table)
         assert choices[prototype][0].startswith("p6 · big <sky> (")
-        assert concepts_tab.summary(ctx, prototype).startswith("### p6 · big <sky>")
+        assert concepts_tab.summary(ctx, prototype).startswith("### p6 · big &#60;sky&#62;")
         figure = concepts_tab.show_prototype(ctx, prototype, 2)[4]
         assert any("p6 · big &lt;sky&gt;" in h for t in figure.data for h in (t.hovertext or []))
         image_id = int(ctx.index.top_segments(prototype, 1)["image_id"].iloc[0])
@@ -106,6 +107,54 @@ def test_names_persist_and_show_everywhere(explorer_ctx, explorer_data):
     finally:
         ctx.index.set_label(prototype, "")
     assert concepts_tab.summary(ctx, prototype).startswith("### p6\n")
+
+
+NASTY = "![t](http://127.0.0.1:9/x.png) <img src=x onerror=alert(1)> **bold** $$x$$"
+
+
+def test_names_are_text_wherever_they_are_shown(explorer_ctx, monkeypatch):
+    """A name is rendered literally in every Markdown line (summary, status, similar heading)
+    and in the toast, so it can add no element to other viewers' pages."""
+    markdown_it = pytest.importorskip("markdown_it")
+    render = markdown_it.MarkdownIt("commonmark").render
+    ctx = explorer_ctx
+    prototype = concepts_tab.first_prototype(ctx)
+    toasts = []
+    monkeypatch.setattr(gr, "Info", toasts.append)
+    try:
+        assert concepts_tab.save_name(ctx, prototype, NASTY) == NASTY
+        view = image_tab.initial_view(ctx)
+        assert view.selected == prototype
+        lines = {
+            "summary": concepts_tab.summary(ctx, prototype),
+            "status": views.status(ctx, view),
+            "heading": similar_panel.show(ctx, view, 2, False)[0],
+        }
+        for where, markdown in lines.items():
+            rendered = render(markdown)
+            for element in ("<img", "<a ", "<strong>bold", "<em>"):
+                assert element not in rendered, (where, rendered)
+            assert NASTY in html.unescape(rendered), (where, rendered)
+        assert "<img" not in toasts[0] and NASTY in html.unescape(toasts[0])
+        table = concepts_tab.concept_table(ctx, "id")
+        assert table.loc[prototype, "name"] == NASTY  # tables show text as it is
+    finally:
+        ctx.index.set_label(prototype, "")
+
+
+def test_names_up_to_200_characters_are_kept_whole(explorer_ctx):
+    ctx = explorer_ctx
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # one emoji: 5 code points
+    names = ["x" * 57 + family + " and dogs", "d" * 200]  # the first was cut inside the emoji
+    try:
+        for name in names:
+            assert concepts_tab.save_name(ctx, 1, name) == name
+            assert ctx.index.labels()[1] == name
+        with pytest.raises(gr.Error, match="at most 200 characters; this one has 201"):
+            concepts_tab.save_name(ctx, 1, "e" * 201)
+        assert ctx.index.labels()[1] == names[-1]  # unchanged
+    finally:
+        ctx.index.set_label(1, "")
 
 
 def test_export_csv(explorer_ctx):
@@ -199,7 +248,7 @@ def test_upload_groups_the_image_and_finds_similar_segments(explorer_ctx, upload
     hits = similar_panel.query(ctx, view, 5, True)
     assert len(hits) == 5 and set(hits["prototype"]) == {view.selected}
     shown = image_tab.present(ctx, view, 0.3, 5, False)
-    assert "upload exif.jpg" in shown[4] and len(shown[6]) == 5
+    assert "upload exif.jpg" in html.unescape(shown[4]) and len(shown[6]) == 5
 
 
 def test_overlay_files_are_content_named_written_once_and_bounded(explorer_ctx, tmp_path):

@@ -118,3 +118,17 @@ def test_prune_tolerates_files_deleted_by_another_request(tmp_path, monkeypatch)
     prune_oldest(folder, keep=2)
     assert sorted(p.name for p in folder.iterdir()) == ["5.png", "7.png"]
     prune_oldest(tmp_path / "absent", keep=2)  # a folder that was never created
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(tmp_path):
+    """OWASP CSV injection: a text cell starting with = + - @ tab CR (or NUL) gets a leading
+    single quote; numbers and other text are written as they are."""
+    names = ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "\tx", "\rx", "sky", "a=b", ""]
+    table = pd.DataFrame(
+        {"prototype": range(len(names)), "name": names, "score": [-0.5] * len(names)}
+    )
+    path = concept_table_csv(table, tmp_path / "t.csv")
+    back = pd.read_csv(path, keep_default_na=False)
+    assert list(back["name"]) == ["'" + n for n in names[:6]] + ["sky", "a=b", ""]
+    assert list(back["score"]) == [-0.5] * len(names)
+    assert list(table["name"]) == names  # the caller's table is not changed

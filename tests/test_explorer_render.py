@@ -14,6 +14,7 @@ from explorer.render import (
     context_box,
     grouping_overlay,
     legend_html,
+    markdown_text,
     mask_bbox,
     mask_overlay,
     palette,
@@ -149,3 +150,15 @@ def test_legend_lists_segments_largest_first_with_escaped_names():
     assert "60.0%" in text and "class='selected'" in text
     assert "No segments" in legend_html([])
     assert prototype_title(4) == "p4" and prototype_title(4, "dog") == "p4 · dog"
+
+
+def test_markdown_text_is_shown_literally():
+    markdown_it = pytest.importorskip("markdown_it")
+    import html
+
+    name = "![t](http://127.0.0.1:9/x.png) <img src=x onerror=alert(1)> **bold** _i_ `c` # [l](x)"
+    rendered = markdown_it.MarkdownIt("commonmark").render(f"### {markdown_text(name)}\n")
+    assert rendered.startswith("<h3>") and rendered.count("<") == 2  # <h3> and </h3> only
+    assert html.unescape(rendered[4 : rendered.index("</h3>")]) == name
+    assert markdown_text("é 🐕‍🦺 ok") == "é 🐕‍🦺 ok"  # only ASCII punctuation is replaced
+    assert markdown_text("two\nlines   here") == "two lines here"  # never a new block
