@@ -18,8 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from indexing.cocostuff import IGNORE_INDEX
+from indexing.views import View, view_geometry, view_image
 from model.data import UnreadableImage, load_rgb
-from model.encoder import Preprocessed, SlotConEncoder, assign_pixels
+from model.encoder import Preprocessed, SlotConEncoder, assign_pixels, counted_region
 
 MAX_PIXELS = 100_000_000  # larger images are skipped (their maps alone would take 200 MB)
 
@@ -29,11 +31,18 @@ class Geometry(NamedTuple):
 
     stride: int  # output stride of the encoder
     input_size: int  # shorter side the images are resized to
+    view: View | None = None  # a fixed centre crop instead (the authors' 256 / 224)
 
 
 def preprocess(geometry: Geometry, image) -> tuple[torch.Tensor, Preprocessed]:
-    """The encoder's own preprocessing (shorter side, stride padding), without the weights."""
-    return SlotConEncoder.preprocess(geometry, image)  # only reads .stride and .input_size
+    """The encoder's own preprocessing (shorter side, stride padding), without the weights;
+    with a view, its centre crop, and a Preprocessed that places the crop in the image."""
+    if geometry.view is None:
+        return SlotConEncoder.preprocess(geometry, image)  # only reads .stride and .input_size
+    view = geometry.view
+    x, crop = SlotConEncoder.preprocess(geometry, view_image(image, view), view.crop)
+    resized_size, offset = view_geometry(image.size, view)
+    return x, Preprocessed(image.size, resized_size, crop.map_size, offset)
 
 
 class Item(NamedTuple):
@@ -70,7 +79,17 @@ class ImageFiles(Dataset):
             return Item(position, None, None, reason, None)
         x, info = preprocess(self.geometry, image)
         labels = self.labels(position) if self.labels is not None else None
+        if labels is not None and self.geometry.view is not None:
+            labels = outside_ignored(labels, counted_region(info, self.geometry.stride))
         return Item(position, x[0], info, "", labels)
+
+
+def outside_ignored(labels: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
+    """A copy of (H, W) labels with the pixels outside region (x0, y0, x1, y1) unlabelled."""
+    x0, y0, x1, y1 = region
+    out = np.full_like(labels, IGNORE_INDEX)
+    out[y0:y1, x0:x1] = labels[y0:y1, x0:x1]
+    return out
 
 
 class Batch(NamedTuple):
@@ -100,11 +119,12 @@ def make_loader(
 
 
 class ImageSlots(NamedTuple):
-    """One image's present slots (S of them, prototype ascending) and its assignment map."""
+    """One image's present slots (S of them, prototype ascending) and its assignment map.
+    With a crop view, slots count the pixels of the crop only (model.counted_region)."""
 
     assignment: np.ndarray  # (H, W) int16 prototype of each pixel
     prototype: np.ndarray  # (S,) int64 prototypes with at least one pixel
-    area: np.ndarray  # (S,) float32 fraction of the image's pixels, in (0, 1]
+    area: np.ndarray  # (S,) float32 fraction of the image's (counted) pixels, in (0, 1]
     score: np.ndarray  # (S,) float32 mean dots (cosine) of the prototype over its pixels
     bbox: np.ndarray  # (S, 4) int32 [x, y, w, h] of the slot's pixels, image pixels
     embedding: np.ndarray  # (S, D) float32 L2-normalised slot embedding
@@ -137,19 +157,21 @@ def image_slots(
     """One image: dots (K, h, w) of its padded input, slots (K, D) -> ImageSlots.
 
     Assignment = argmax of the bilinearly upsampled valid dots at image resolution; a prototype
-    with at least one pixel is a slot; score = mean of its dots over its pixels.
+    with at least one (counted) pixel is a slot; score = mean of its dots over its pixels.
     """
     assignment, pixels, score = assign_pixels(dots, info, stride)
     K = pixels.shape[0]
     present = np.flatnonzero(pixels > 0)
-    W, H = info.image_size
+    x0, y0, x1, y1 = counted_region(info, stride)
+    boxes = bounding_boxes(assignment[y0:y1, x0:x1], K)[present]
+    boxes[:, :2] += np.array([x0, y0], dtype=np.int32)
     embedding = F.normalize(slots.float(), dim=1).cpu().numpy()  # (K, D)
     return ImageSlots(
         assignment=assignment,
         prototype=present.astype(np.int64),
-        area=(pixels[present] / float(H * W)).astype(np.float32),
+        area=(pixels[present] / float(pixels.sum())).astype(np.float32),
         score=score[present].astype(np.float32),
-        bbox=bounding_boxes(assignment, K)[present],
+        bbox=boxes,
         embedding=np.ascontiguousarray(embedding[present], dtype=np.float32),
     )
 

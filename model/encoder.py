@@ -32,7 +32,10 @@ from model.heads import Projector
 class Preprocessed(NamedTuple):
     image_size: tuple[int, int]  # (W, H) of the original image
     resized_size: tuple[int, int]  # (W, H) after the resize, before padding
-    map_size: tuple[int, int]  # (w, h) of the map cells that cover the resized image
+    map_size: tuple[int, int]  # (w, h) of the map cells that cover the encoder's input
+    # (left, top) of the encoder's input in the resized image: (0, 0) for the whole image,
+    # else a crop (indexing.views); pixels outside it extend the map's border cells
+    offset: tuple[int, int] = (0, 0)
 
 
 PRECISIONS = ("fp32", "bf16")  # inference precision: fp32, or bf16 autocast (faster on GPUs)
@@ -164,34 +167,56 @@ def assign_pixels(
     Bilinear upsampling of the valid cells to image resolution (cell centres at the centres of
     their stride x stride patches), argmax over K; done in blocks of rows to bound memory for
     K = 256 on large images. score[k] = mean of dots[k] over the pixels assigned to k.
+    pixels and score count the pixels of counted_region(info) only: all of them, unless the
+    encoder saw a crop (then the map outside the crop only repeats the crop's border).
     """
     K = dots.shape[0]
     w_map, h_map = info.map_size
     W, H = info.image_size
-    rw, rh = info.resized_size
     cells = dots[None, :, :h_map, :w_map].float()  # (1, K, h, w)
-
-    def grid_axis(n_out: int, n_resized: int, n_cells: int) -> torch.Tensor:
-        resized = (torch.arange(n_out, dtype=torch.float32) + 0.5) * n_resized / n_out
-        return resized / (n_cells * stride) * 2 - 1  # normalised, align_corners=False
-
-    gx = grid_axis(W, rw, w_map).to(cells.device)
+    gx, inside_x = _grid_axis(info, stride, 0)
+    gy, inside_y = _grid_axis(info, stride, 1)
+    gx = gx.to(cells.device)
     assignment = np.empty((H, W), dtype=np.int16)
     pixels = torch.zeros(K, dtype=torch.float64)
     sums = torch.zeros(K, dtype=torch.float64)
     for top in range(0, H, block_rows):
         rows = min(block_rows, H - top)
-        gy = grid_axis(H, rh, h_map)[top : top + rows].to(cells.device)
-        grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)[None]
+        grid = torch.stack(
+            torch.meshgrid(gy[top : top + rows].to(cells.device), gx, indexing="ij")[::-1], dim=-1
+        )[None]
         up = F.grid_sample(cells, grid, mode="bilinear", padding_mode="border", align_corners=False)
         best, winner = up[0].max(dim=0)  # (rows, W)
         assignment[top : top + rows] = winner.cpu().numpy()
-        flat = winner.flatten().cpu()
+        counted = (inside_y[top : top + rows, None] & inside_x[None, :]).flatten()
+        flat = winner.flatten().cpu()[counted]
         pixels += torch.bincount(flat, minlength=K).double()
-        sums += torch.bincount(flat, weights=best.flatten().cpu().double(), minlength=K)
+        best = best.flatten().cpu()[counted].double()
+        sums += torch.bincount(flat, weights=best, minlength=K)
     with np.errstate(invalid="ignore", divide="ignore"):
         score = (sums / pixels).float().numpy()
     return assignment, pixels.long().numpy(), score
+
+
+def _grid_axis(info: Preprocessed, stride: int, axis: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Along x (axis 0) or y (1): each image pixel's sampling coordinate in the map, normalised
+    for grid_sample (align_corners=False), and whether it lies in the encoder's input."""
+    n_out, n_resized = info.image_size[axis], info.resized_size[axis]
+    span = info.map_size[axis] * stride  # the input's side in resized pixels, with padding
+    resized = (torch.arange(n_out, dtype=torch.float32) + 0.5) * n_resized / n_out
+    resized = resized - info.offset[axis]  # in the encoder's input
+    return resized / span * 2 - 1, (resized >= 0) & (resized < span)
+
+
+def counted_region(info: Preprocessed, stride: int) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1), ends exclusive: the image pixels whose centres the encoder saw (the
+    whole image unless it saw a crop). assign_pixels counts these only."""
+    ends = []
+    for axis in (0, 1):
+        inside = _grid_axis(info, stride, axis)[1].nonzero().flatten()
+        ends.append((int(inside[0]), int(inside[-1]) + 1) if len(inside) else (0, 0))
+    (x0, x1), (y0, y1) = ends
+    return x0, y0, x1, y1
 
 
 def load_encoder(
