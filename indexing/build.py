@@ -52,8 +52,9 @@ from indexing.store import (
     write_json_atomic,
 )
 from indexing.tables import images_table, prototypes_table, slots_table
+from indexing.views import AUTHORS_VIEW, View
 from model import distributed
-from model.encoder import SlotConEncoder, load_encoder
+from model.encoder import PRECISIONS, SlotConEncoder, load_encoder
 from model.outdir import check_output_dir
 
 
@@ -70,6 +71,8 @@ class BuildConfig:
     resume: bool = False  # continue an interrupted build from its last finished chunk
     index_type: str = "flat"  # flat (exact) | ivf (approximate, for millions of slots)
     chunk_size: int = 256  # images per saved chunk (per process)
+    precision: str = "fp32"  # fp32 (scores as the paper's) | bf16 (autocast, faster on GPUs)
+    authors_crop: bool = False  # resize 256 + centre crop 224, as the authors' visualisation
 
     def __post_init__(self) -> None:
         if self.index_type not in INDEX_TYPES:
@@ -78,6 +81,8 @@ class BuildConfig:
             raise ValueError("batch size and chunk size must be >= 1, workers >= 0")
         if self.size is not None and self.size < 16:
             raise ValueError(f"size must be at least 16 px, got {self.size}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 class _LabelSource:
@@ -166,7 +171,7 @@ def _build(cfg, on_chunk, rank_device: torch.device, started: float) -> Path | N
     device = cfg.device or None
     if distributed.is_distributed() and cfg.device in ("", "cuda"):
         device = str(rank_device)  # one GPU per process
-    encoder = load_encoder(cfg.checkpoint, device, input_size=cfg.size)
+    encoder = load_encoder(cfg.checkpoint, device, input_size=cfg.size, precision=cfg.precision)
     paths = list_collection(root, exclude=(out, partial_dir(out)))
     labels = load_labels(cfg.annotations) if cfg.annotations else None
     annotation_ids = match_annotations(paths, labels) if labels is not None else None
@@ -188,6 +193,8 @@ def _build(cfg, on_chunk, rank_device: torch.device, started: float) -> Path | N
         "size": encoder.input_size,
         "chunk_size": cfg.chunk_size,
         "processes": world,
+        "precision": cfg.precision,
+        "view": _view_dict(cfg),
     }
     partial = PartialBuild(partial_dir(out), settings)
     if cfg.resume:
@@ -207,6 +214,15 @@ def _build(cfg, on_chunk, rank_device: torch.device, started: float) -> Path | N
     replace_directory(partial.index_dir, out)
     partial.remove()
     return out
+
+
+def _view(cfg: BuildConfig) -> View | None:
+    return AUTHORS_VIEW if cfg.authors_crop else None
+
+
+def _view_dict(cfg: BuildConfig) -> dict | None:
+    view = _view(cfg)
+    return None if view is None else {"resize": view.resize, "crop": view.crop}
 
 
 def _digest(values: list) -> str:
@@ -243,7 +259,7 @@ def _extract_share(
         for j in todo
         for i in range(0, len(chunks[j]), cfg.batch_size)
     ]
-    geometry = Geometry(encoder.stride, encoder.input_size)
+    geometry = Geometry(encoder.stride, encoder.input_size, _view(cfg))
     dataset = ImageFiles(root, paths, geometry, label_source)
     loader = make_loader(dataset, batches, cfg.workers, pin_memory=encoder.device.type == "cuda")
     total = sum(len(c) for c in chunks)
@@ -366,6 +382,8 @@ def _write_index(
             "device": str(encoder.device),
             "batch_size": cfg.batch_size,
             "chunk_size": cfg.chunk_size,
+            "precision": cfg.precision,
+            "view": _view_dict(cfg),  # null: whole images
         },
         "versions": {
             "python": platform.python_version(),

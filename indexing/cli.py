@@ -83,6 +83,20 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
         default=256,
         help="images per saved chunk; an interrupted build loses at most one chunk per process",
     )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="fp32 (recommended: scores and the build's evaluation as the paper's); bf16 "
+        "autocast is faster on GPUs and moves some pixels to another prototype",
+    )
+    p.add_argument(
+        "--authors-crop",
+        action="store_true",
+        help="like-for-like with the authors' visualisation: resize 256 + centre crop 224 "
+        "instead of whole images (maps outside the crop repeat its border; slots, scores "
+        "and the evaluation count the crop only)",
+    )
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -222,6 +236,8 @@ def run_build(args: argparse.Namespace) -> None:
         resume=args.resume,
         index_type=args.index_type,
         chunk_size=args.chunk_size,
+        precision=args.precision,
+        authors_crop=args.authors_crop,
     )
     out = build_index(cfg)
     if out is None:  # not rank 0 of several processes

@@ -20,7 +20,9 @@ from tqdm import tqdm
 
 from indexing.collection import match_annotations
 from indexing.evaluation import ConfusionAccumulator, hungarian_scores, majority_vote_scores
+from indexing.extract import crop_region, outside_ignored
 from indexing.groundtruth import CocoLabels
+from indexing.views import View
 
 MAPPINGS = ("picie", "hungarian", "majority")  # in tables: those present in a result
 
@@ -45,7 +47,10 @@ def scores_dict(
 def index_confusion(index, labels: CocoLabels) -> tuple[np.ndarray, int, int]:
     """(K, C) pixel histogram of the index's assignment maps against `labels`, the number of
     images counted, and of indexed images without a usable label map (not listed, or of
-    another size)."""
+    another size). An index built with a crop view counts the crop's pixels only."""
+    view = (index.manifest.get("build") or {}).get("view")
+    view = View(**view) if view else None
+    stride = index.manifest["model"]["stride"] if view else 0
     images = index.images_table()
     matched = match_annotations(list(images["path"]), labels)
     acc = ConfusionAccumulator(index.num_prototypes, labels.num_classes)
@@ -59,6 +64,8 @@ def index_confusion(index, labels: CocoLabels) -> tuple[np.ndarray, int, int]:
         if label_map.shape != (H, W):
             unlabelled += 1
             continue
+        if view is not None:
+            label_map = outside_ignored(label_map, crop_region((W, H), view, stride))
         acc.update(index.assignment(int(image_id)), label_map)
         evaluated += 1
     return acc.counts, evaluated, unlabelled

@@ -9,6 +9,7 @@ An unreadable file becomes an item with an error message, never an exception.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -82,6 +83,14 @@ class ImageFiles(Dataset):
         if labels is not None and self.geometry.view is not None:
             labels = outside_ignored(labels, counted_region(info, self.geometry.stride))
         return Item(position, x[0], info, "", labels)
+
+
+def crop_region(image_size: tuple[int, int], view: View, stride: int) -> tuple[int, ...]:
+    """(x0, y0, x1, y1): the pixels of a (W, H) image that the view's crop covers, as the
+    extraction counts them (model.counted_region)."""
+    resized_size, offset = view_geometry(image_size, view)
+    cells = math.ceil(view.crop / stride)
+    return counted_region(Preprocessed(image_size, resized_size, (cells, cells), offset), stride)
 
 
 def outside_ignored(labels: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:

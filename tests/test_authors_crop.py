@@ -3,16 +3,24 @@ viz_slots.py, maps placed back on the image, slots and labels counted inside the
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pytest
 import torch
 import torchvision.transforms as T
 from PIL import Image
 
-from indexing.extract import Geometry, ImageFiles, image_slots, preprocess
+from indexing import ConceptIndex, build_index
+from indexing.evaluate import index_confusion
+from indexing.extract import Geometry, ImageFiles, crop_region, image_slots, preprocess
+from indexing.groundtruth import CocoLabels
 from indexing.views import AUTHORS_VIEW
 from model.encoder import Preprocessed, assign_pixels, counted_region
 
 STRIDE = 32
+# pycocotools' mask decoding under numpy 2 (the indexing_data fixture)
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 
 def _photo(W: int = 640, H: int = 480) -> Image.Image:
@@ -72,3 +80,31 @@ def test_labels_outside_the_crop_are_not_counted(tmp_path) -> None:
     assert (item.labels == 3).sum() == (x1 - x0) * (y1 - y0)  # 255 elsewhere
     whole = ImageFiles(tmp_path, ["a.png"], Geometry(STRIDE, 448), lambda i: labels)[0]
     assert (whole.labels == 3).all() and counted_region(whole.info, STRIDE) == (0, 0, 640, 480)
+
+
+def test_build_with_the_authors_crop(indexing_data, tmp_path) -> None:
+    """The scenes (64 px) indexed through the authors' view: manifest, slots inside the crop,
+    and `indexing evaluate` on the stored maps agrees with the build's own evaluation."""
+    config = dataclasses.replace(
+        indexing_data["config"], out=tmp_path / "index", authors_crop=True, precision="bf16"
+    )
+    build_index(config)
+    index = ConceptIndex.open(config.out)
+    assert index.manifest["build"]["view"] == {"resize": 256, "crop": 224}
+    assert index.manifest["build"]["precision"] == "bf16"
+    images = index.images_table()
+    stride = index.manifest["model"]["stride"]
+    for image_id, W, H in zip(images["image_id"], images["width"], images["height"]):
+        record = index.image(int(image_id))
+        assert record.assignment.shape == (H, W)
+        x0, y0, x1, y1 = crop_region((W, H), AUTHORS_VIEW, stride)
+        inside = record.assignment[y0:y1, x0:x1]
+        counts = np.bincount(inside.ravel(), minlength=index.num_prototypes)
+        assert list(record.slots["prototype"]) == list(np.flatnonzero(counts))
+        np.testing.assert_allclose(record.slots["area"], counts[counts > 0] / inside.size, 1e-6)
+    labels = CocoLabels(indexing_data["annotations"])
+    counts, evaluated, _ = index_confusion(index, labels)
+    assert evaluated == 32
+    np.testing.assert_array_equal(counts, index.confusion())
+    with pytest.raises(ValueError, match="precision"):
+        dataclasses.replace(config, precision="fp16")

@@ -42,6 +42,7 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
     "command, options",
     [
         ("build", ["--checkpoint", "--images", "--annotations", "--resume", "--index-type"]),
+        ("build", ["--precision", "--authors-crop"]),
         (
             "evaluate",
             ["--index", "--protocol", "--out-json", "--out-csv", "--stuffthing-dir", "--precision"],
