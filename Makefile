@@ -15,8 +15,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Scenes and index are cached: a second `make demo` goes straight to the app. The index is
-# rebuilt (replaced atomically) when the checkpoint is newer, e.g. after a pull that updates it.
-demo: $(STAMP) $(DEMO_INDEX)/manifest.json
+# rebuilt (replaced atomically) when the checkpoint is newer, e.g. after a pull that updates it,
+# or when it is of an older index format: dated back first, then remade by a second make (which
+# looks at the file afresh).
+demo: $(STAMP)
+	@$(PY) -c "import sys; from indexing.store import read_manifest; read_manifest(sys.argv[1])" \
+		$(DEMO_INDEX) 2>/dev/null || touch -c -d @0 $(DEMO_INDEX)/manifest.json
+	@$(MAKE) -q $(DEMO_INDEX)/manifest.json || $(MAKE) --no-print-directory $(DEMO_INDEX)/manifest.json
 	$(PY) app.py --index $(DEMO_INDEX) --checkpoint $(DEMO_CHECKPOINT)
 
 $(DEMO_INDEX)/manifest.json: $(DEMO_CHECKPOINT) | $(STAMP)

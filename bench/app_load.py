@@ -128,21 +128,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(index: Path, checkpoint: Path, cache: Path) -> tuple[subprocess.Popen, str]:
-    """`python app.py` on a free port; returns (process, url) once it answers HTTP."""
+def start_app(index: Path, checkpoint: Path | None, cache: Path) -> tuple[subprocess.Popen, str]:
+    """`python app.py` on a free port (without --checkpoint when None: browsing only); returns
+    (process, url) once it answers HTTP."""
     port = free_port()
-    command = [
-        sys.executable,
-        str(ROOT / "app.py"),
-        "--index",
-        str(index),
-        "--checkpoint",
-        str(checkpoint),
-        "--port",
-        str(port),
-        "--cache",
-        str(cache),
-    ]
+    command = [sys.executable, str(ROOT / "app.py"), "--index", str(index)]
+    if checkpoint is not None:
+        command += ["--checkpoint", str(checkpoint)]
+    command += ["--port", str(port), "--cache", str(cache)]
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}/"

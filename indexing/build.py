@@ -10,7 +10,6 @@ rank 0 merges after a barrier.
 from __future__ import annotations
 
 import hashlib
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -18,41 +17,29 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import faiss
 import numpy as np
-import pandas as pd
 import torch
 from tqdm import tqdm
 
+from indexing.assignments import encode_assignment
 from indexing.batching import batches_of_one_shape
 from indexing.collection import assign_image_ids, list_collection, load_labels, match_annotations
 from indexing.evaluate import scores_dict
 from indexing.evaluation import ConfusionAccumulator
 from indexing.extract import Geometry, ImageFiles, extract_batch, make_loader
 from indexing.groundtruth import CocoLabels
-from indexing.partial import Chunk, PartialBuild, is_partial_build, shard
-from indexing.search import INDEX_TYPES, build_faiss, save_faiss
+from indexing.partial import Chunk, PartialBuild, chunk_of, is_partial_build, shard
+from indexing.search import INDEX_TYPES
 from indexing.store import (
-    CONFUSION,
-    EVALUATION,
-    FAISS,
-    FORMAT,
     FORMAT_VERSION,
-    IMAGES,
-    MANIFEST,
-    PROTOTYPE_VECTORS,
-    PROTOTYPES,
-    SLOTS,
-    assignment_path,
     is_index_dir,
     partial_dir,
     replace_directory,
     sha256_file,
-    write_assignment,
-    write_json_atomic,
+    write_bytes_atomic,
 )
-from indexing.tables import images_table, prototypes_table, slots_table
 from indexing.views import AUTHORS_VIEW, View
+from indexing.writer import write_index
 from model import distributed
 from model.encoder import PRECISIONS, SlotConEncoder, load_encoder
 from model.outdir import check_output_dir
@@ -69,7 +56,7 @@ class BuildConfig:
     device: str = ""  # cpu | cuda | cuda:N; "" = this process's GPU when present, else cpu
     workers: int = 2  # DataLoader processes decoding images; 0 = in the main process
     resume: bool = False  # continue an interrupted build from its last finished chunk
-    index_type: str = "flat"  # flat (exact) | ivf (approximate, for millions of slots)
+    index_type: str = "auto"  # auto (by size) | flat (exact) | ivf (approximate): indexing.search
     chunk_size: int = 256  # images per saved chunk (per process)
     precision: str = "fp32"  # fp32 (scores as the paper's) | bf16 (autocast, faster on GPUs)
     authors_crop: bool = False  # resize 256 + centre crop 224, as the authors' visualisation
@@ -103,17 +90,20 @@ class _ChunkBuilder:
         self.remaining = len(positions)
         self.images: list[tuple[int, int, int, str]] = []  # position, W, H, error
         self.slots: list = []  # (position, ImageSlots)
+        self.maps: list[bytes] = []  # PNG of each image in self.images (b"" when skipped)
         self.confusion = ConfusionAccumulator(num_prototypes, max(num_classes, 1))
         self.with_labels = num_classes > 0
         self.evaluated = self.unlabelled = 0
 
     def skip(self, position: int, error: str) -> None:
         self.images.append((position, 0, 0, error))
+        self.maps.append(b"")
         self.remaining -= 1
 
-    def add(self, position: int, result, labels: np.ndarray | None) -> None:
+    def add(self, position: int, result, labels: np.ndarray | None, num_prototypes: int) -> None:
         H, W = result.assignment.shape
         self.images.append((position, W, H, ""))
+        self.maps.append(encode_assignment(result.assignment, num_prototypes))
         self.slots.append((position, result._replace(assignment=None)))
         if self.with_labels:
             if labels is not None and labels.shape == (H, W):
@@ -123,13 +113,21 @@ class _ChunkBuilder:
                 self.unlabelled += 1
         self.remaining -= 1
 
+    def save(self, partial: PartialBuild, rank: int, world: int, j: int, dim: int) -> None:
+        """The maps file first, then the chunk: a chunk on disk means both are complete."""
+        write_bytes_atomic(partial.maps_path(rank, world, j), b"".join(self.maps))
+        self.finish(dim).save(partial.chunk_path(rank, world, j))
+
     def finish(self, dim: int) -> Chunk:
         slots = self.slots
+        length = np.array([len(m) for m in self.maps], dtype=np.int64)
         return Chunk(
             positions=np.array([p for p, *_ in self.images], dtype=np.int64),
             width=np.array([w for _, w, _, _ in self.images], dtype=np.int32),
             height=np.array([h for _, _, h, _ in self.images], dtype=np.int32),
             error=np.array([e for *_, e in self.images], dtype=str),
+            map_offset=np.cumsum(length) - length,
+            map_length=length,
             slot_position=np.array([p for p, r in slots for _ in r.prototype], dtype=np.int64),
             prototype=_cat([r.prototype for _, r in slots], np.int64, (0,)),
             area=_cat([r.area for _, r in slots], np.float32, (0,)),
@@ -195,6 +193,7 @@ def _build(cfg, on_chunk, rank_device: torch.device, started: float) -> Path | N
         "processes": world,
         "precision": cfg.precision,
         "view": _view_dict(cfg),
+        "format_version": FORMAT_VERSION,  # chunks of another format cannot be resumed
     }
     partial = PartialBuild(partial_dir(out), settings)
     if cfg.resume:
@@ -247,7 +246,7 @@ def _extract_share(
     todo = [
         j
         for j, positions in enumerate(chunks)
-        if not (cfg.resume and partial.is_finished(rank, world, j, image_ids))
+        if not (cfg.resume and partial.is_finished(rank, world, j))
     ]
     done_images = sum(len(c) for j, c in enumerate(chunks) if j not in set(todo))
     if not todo:
@@ -276,12 +275,9 @@ def _extract_share(
                     bar.write(f"skipping {item.error}", file=sys.stderr)
                     builder.skip(item.position, item.error)
                 else:
-                    result = next(results)
-                    target = assignment_path(partial.index_dir, image_ids[item.position])
-                    write_assignment(target, result.assignment, K)
-                    builder.add(item.position, result, item.labels)
+                    builder.add(item.position, next(results), item.labels, K)
                 if builder.remaining == 0:
-                    builder.finish(D).save(partial.chunk_path(rank, world, j))
+                    builder.save(partial, rank, world, j, D)
                     del builders[j]
                     if on_chunk is not None:
                         on_chunk(j)
@@ -325,44 +321,26 @@ def _write_index(
     checkpoint_sha: str,
     started: float,
 ) -> None:
-    """Tables, prototype vectors, faiss index, evaluation and manifest into the build dir."""
-    target = partial.index_dir
-    skipped = [
-        {"path": paths[p], "reason": str(e)} for p, e in zip(merged.positions, merged.error) if e
-    ]
-    if len(skipped) == len(paths):
+    """Tables, assignment shards, faiss index, evaluation and manifest into the build dir."""
+    if not (merged.error == "").any():
         raise ValueError(f"none of the {len(paths)} image files under {cfg.images} is readable")
-    K = encoder.num_prototypes
-    images = images_table(merged, paths, image_ids)
-    slots = slots_table(merged, image_ids)
     vectors = encoder.prototypes.cpu().numpy().astype(np.float32)  # (K, D)
     confusion = merged.confusion if labels is not None else None
-    class_names = labels.class_names if labels is not None else []
-    prototypes = prototypes_table(slots, K, confusion, class_names)
-    images.to_parquet(target / IMAGES, index=False)
-    slots.to_parquet(target / SLOTS, index=False)
-    prototypes.to_parquet(target / PROTOTYPES, index=False)
-    np.save(target / PROTOTYPE_VECTORS, vectors)
-    index, faiss_info = build_faiss(merged.embedding, slots["slot_id"].to_numpy(), cfg.index_type)
-    save_faiss(index, target / FAISS)
+    evaluation = None
     if labels is not None:
-        np.save(target / CONFUSION, confusion)
         evaluation = scores_dict(confusion, vectors, labels.class_names, labels.class_is_thing)
         evaluation.update(
             images_evaluated=int(merged.evaluated),
             images_without_labels=int(merged.unlabelled),
             annotations=[str(Path(p).absolute()) for p in cfg.annotations],
         )
-        write_json_atomic(target / EVALUATION, evaluation)
-    manifest = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+    header = {
         "checkpoint": {"path": str(Path(cfg.checkpoint).absolute()), "sha256": checkpoint_sha},
         "model": {
             "config": asdict(encoder.cfg),
             "arch": encoder.cfg.arch,
             "width": encoder.cfg.width,
-            "num_prototypes": K,
+            "num_prototypes": encoder.num_prototypes,
             "dim": encoder.cfg.dim_out,
             "input_size": encoder.input_size,
             "stride": encoder.stride,
@@ -370,14 +348,10 @@ def _write_index(
         "image_root": str(Path(cfg.images).absolute()),
         "annotations": [str(Path(p).absolute()) for p in cfg.annotations] if labels else [],
         "image_ids": "annotations" if labels is not None else "path order",
-        "class_names": list(class_names),
+        "class_names": list(labels.class_names) if labels is not None else [],
         "class_is_thing": list(labels.class_is_thing) if labels is not None else [],
-        "counts": {"images": len(images), "slots": len(slots), "skipped": len(skipped)},
-        "skipped": skipped,
-        "faiss": faiss_info,
         "build": {
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "seconds": round(time.time() - started, 2),
             "processes": distributed.world_size(),
             "device": str(encoder.device),
             "batch_size": cfg.batch_size,
@@ -385,12 +359,42 @@ def _write_index(
             "precision": cfg.precision,
             "view": _view_dict(cfg),  # null: whole images
         },
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "faiss": faiss.__version__,
-            "numpy": np.__version__,
-            "pandas": pd.__version__,
-        },
     }
-    write_json_atomic(target / MANIFEST, manifest)
+    maps = _chunk_maps(partial, merged, distributed.world_size(), cfg.chunk_size)
+    write_index(
+        partial.index_dir,
+        merged,
+        paths,
+        image_ids,
+        maps,
+        vectors,
+        header,
+        cfg.index_type,
+        confusion,
+        evaluation,
+        started,
+        progress=True,
+    )
+
+
+def _chunk_maps(partial: PartialBuild, merged: Chunk, world: int, chunk_size: int):
+    """The PNG of each readable image in path order, read from the chunks' .maps files (one
+    open file per process's current chunk), so the shards do not depend on the process count."""
+    files: dict[tuple[int, int], object] = {}
+    try:
+        for p, offset, length, error in zip(
+            merged.positions, merged.map_offset, merged.map_length, merged.error
+        ):
+            if error:
+                continue
+            rank, j = chunk_of(int(p), world, chunk_size)
+            if (rank, j) not in files:
+                for key in [key for key in files if key[0] == rank]:  # its previous chunk
+                    files.pop(key).close()
+                files[rank, j] = open(partial.maps_path(rank, world, j), "rb")  # noqa: SIM115
+            f = files[rank, j]
+            f.seek(int(offset))
+            yield f.read(int(length))
+    finally:
+        for f in files.values():
+            f.close()

@@ -1,8 +1,10 @@
 """ConceptIndex: read-only queries over an index directory (load once, query many times).
 
-The tables are loaded once into arrays at open; a query reads them and the faiss index, never
-the image collection. Any number of threads may query one ConceptIndex at once (faiss releases
-the GIL; the arrays are read-only); only label writes take a lock.
+Opening maps the tables and the faiss index into memory (indexing.store) and reads only the
+small files (manifest, prototypes, the image id order): it takes the same time at ten million
+slots as at ten thousand, and a query touches only the pages it needs. A query never reads the
+image collection. Any number of threads may query one ConceptIndex at once (faiss releases the
+GIL; the arrays are read-only); only label writes take a lock.
 
 Conventions: area = fraction of the image's pixels in [0, 1]; bbox = [x, y, w, h] in pixels
 of the original image (x right, y down); score = mean cosine of the prototype over the slot's
@@ -20,9 +22,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from indexing.assignments import read_assignment
 from indexing.extract import bounding_boxes
 from indexing.labels import LabelStore
-from indexing.search import SlotSearcher, load_faiss
+from indexing.search import SlotSearcher, exact_search, load_faiss
 from indexing.store import (
     CONFUSION,
     EVALUATION,
@@ -30,18 +33,23 @@ from indexing.store import (
     IMAGES,
     PROTOTYPE_VECTORS,
     PROTOTYPES,
+    RANKED,
     SLOTS,
     IndexFormatError,
-    assignment_path,
+    column,
     labels_path,
-    read_assignment,
+    open_table,
     read_manifest,
     sha256_file,
 )
-from indexing.tables import rank_by_score
 from model.encoder import ImageGrouping, SlotConEncoder
 
 SEGMENT_COLUMNS = ["slot_id", "image_id", "prototype", "area", "score", "bbox"]
+# similar() with a prototype filter on an IVF index: the lists nearest the query may hold few of
+# the prototype's slots, so a prototype of at most this many slots is searched exactly (a few ms),
+# and a larger one exactly once its filtered candidates need more than APPROXIMATE_MAX_FETCH.
+EXACT_FILTER_POOL = 20_000
+APPROXIMATE_MAX_FETCH = 4096
 
 
 class IndexMismatchError(ValueError):
@@ -83,13 +91,16 @@ class ConceptIndex:
         rebuild = "rebuild it with `python -m indexing build`"
         try:
             self._load_tables()
-            store = load_faiss(self.root / FAISS, manifest["faiss"].get("nprobe"))
+            store = load_faiss(self.root / FAISS)
+            faiss_info = manifest["faiss"]
+            self._searcher = SlotSearcher(
+                store, gpu, faiss_info.get("nprobe"), faiss_info.get("k_factor")
+            )
         except (OSError, KeyError, ValueError, RuntimeError) as error:
             raise IndexFormatError(
                 f"{self.root}: incomplete or damaged index ({error}); {rebuild}"
             ) from error
-        self._searcher = SlotSearcher(store, gpu)
-        if self._searcher.ntotal != len(self._slot_id) or self._searcher.dim != self.dim:
+        if self._searcher.ntotal != self.num_slots or self._searcher.dim != self.dim:
             raise IndexFormatError(f"{self.root}: faiss index and slots table disagree; {rebuild}")
         self.image_root = self._find_images(image_root)
         self._labels = LabelStore(
@@ -137,7 +148,7 @@ class ConceptIndex:
         folder = Path(image_root).absolute()
         if not folder.is_dir():
             raise FileNotFoundError(f"image folder not found: {folder}")
-        sample = list(self._images["path"].iloc[:5])
+        sample = [self._path(row) for row in range(min(5, len(self._image_id)))]
         if sample and not any((folder / p).is_file() for p in sample):
             raise FileNotFoundError(
                 f"{folder} does not hold the index's images (none of {', '.join(sample[:3])} ...)"
@@ -147,13 +158,11 @@ class ConceptIndex:
     # ---- loading --------------------------------------------------------------------------------
 
     def _load_tables(self) -> None:
-        images = pd.read_parquet(self.root / IMAGES)
-        slots = pd.read_parquet(self.root / SLOTS)
+        """Map the tables and check their shapes against the manifest and each other; only
+        the image ids are read whole (for the id -> row lookup)."""
+        K, D = self.num_prototypes, self.dim
         self._prototypes = pd.read_parquet(self.root / PROTOTYPES)
         self._vectors = _frozen(np.load(self.root / PROTOTYPE_VECTORS).astype(np.float32))
-        self._images = images.reset_index(drop=True)
-        self._image_row = {int(i): r for r, i in enumerate(images["image_id"].to_numpy())}
-        K, D = self.num_prototypes, self.dim
         if self._vectors.shape != (K, D):
             raise ValueError(
                 f"{PROTOTYPE_VECTORS} holds {self._vectors.shape} vectors but the manifest "
@@ -161,25 +170,32 @@ class ConceptIndex:
             )
         if len(self._prototypes) != K:
             raise ValueError(f"{PROTOTYPES} has {len(self._prototypes)} rows, the manifest K = {K}")
-        self._slot_id = _frozen(slots["slot_id"].to_numpy(np.int64))
-        if not np.array_equal(self._slot_id, np.arange(len(slots))):
-            raise ValueError("slot ids are not 0..S-1 in order")
-        self._slot_image = _frozen(slots["image_id"].to_numpy(np.int64))
-        self._slot_proto = _frozen(slots["prototype"].to_numpy(np.int64))
-        if len(slots) and not 0 <= self._slot_proto.min() <= self._slot_proto.max() < K:
-            raise ValueError(f"{SLOTS} has prototypes outside 0..{K - 1} (the manifest K = {K})")
-        self._slot_area = _frozen(slots["area"].to_numpy(np.float32))
-        self._slot_score = _frozen(slots["score"].to_numpy(np.float32))
-        self._slot_bbox = _frozen(
-            slots[["bbox_x", "bbox_y", "bbox_w", "bbox_h"]].to_numpy(np.int64)
-        )  # (S, 4) XYWH
-        # per prototype: slot rows ranked by score (desc), prototype k at [starts[k], starts[k+1])
-        self._ranked = _frozen(rank_by_score(slots))
-        counts = np.bincount(self._slot_proto, minlength=self.num_prototypes)
+        images, slots = open_table(self.root / IMAGES), open_table(self.root / SLOTS)
+        self._images = images
+        self._image_id = column(images, "image_id")  # path order
+        self._image_size = (column(images, "width"), column(images, "height"))
+        self._image_slots = (column(images, "slot_start"), column(images, "slot_count"))
+        self._image_map = tuple(column(images, f"map_{c}") for c in ("shard", "offset", "length"))
+        self._slot_image = column(slots, "image_id")
+        self._slot_proto = column(slots, "prototype")
+        self._slot_area = column(slots, "area")
+        self._slot_score = column(slots, "score")
+        self._slot_bbox = tuple(column(slots, f"bbox_{c}") for c in "xywh")  # XYWH
+        # per prototype: slot ids ranked by score (desc), prototype k at [start[k], start[k+1])
+        self._ranked = np.load(self.root / RANKED, mmap_mode="r")
+        counts = self._prototypes["slots"].to_numpy(np.int64)
         self._proto_start = _frozen(np.concatenate([[0], np.cumsum(counts)]))
-        # per image: its slots are rows [first, first + count) (rows follow the image order)
-        ids, first, count = np.unique(self._slot_image, return_index=True, return_counts=True)
-        self._image_slots = {int(i): (int(f), int(f + c)) for i, f, c in zip(ids, first, count)}
+        S = slots.num_rows
+        if len(self._ranked) != S or self._proto_start[-1] != S:
+            raise ValueError(
+                f"{SLOTS} ({S} rows), {RANKED} ({len(self._ranked)}) and {PROTOTYPES} "
+                f"({self._proto_start[-1]} slots) disagree"
+            )
+        # image id -> row: ids sorted once (8 bytes an image), then a binary search
+        self._id_order = _frozen(np.argsort(self._image_id, kind="stable"))
+        self._sorted_ids = _frozen(self._image_id[self._id_order])
+        if np.any(np.diff(self._sorted_ids) == 0):
+            raise ValueError(f"{IMAGES} lists an image id twice")
         evaluation = self.root / EVALUATION
         self._evaluation = json.loads(evaluation.read_text()) if evaluation.is_file() else None
 
@@ -187,7 +203,7 @@ class ConceptIndex:
 
     @property
     def num_slots(self) -> int:
-        return len(self._slot_id)
+        return len(self._slot_proto)
 
     def prototypes(self) -> pd.DataFrame:
         """One row per prototype 0..K-1: prototype, images, slots, mean_area, mean_score, label,
@@ -204,12 +220,21 @@ class ConceptIndex:
         return self._vectors.copy()
 
     def images_table(self) -> pd.DataFrame:
-        """image_id, path (relative to image_root), width, height of every indexed image."""
-        return self._images.copy()
+        """image_id, path (relative to image_root), width, height of every indexed image (read
+        whole: about a second per million images)."""
+        columns = ["image_id", "path", "width", "height"]
+        return self._images.select(columns).to_pandas()
 
     def image_ids(self) -> list[int]:
         """Ids of the indexed images, in path order."""
-        return [int(i) for i in self._images["image_id"]]
+        return self._image_id.tolist()
+
+    @property
+    def num_images(self) -> int:
+        return len(self._image_id)
+
+    def _path(self, row: int) -> str:
+        return self._images.column("path")[int(row)].as_py()
 
     def confusion(self) -> np.ndarray | None:
         """(K, C) int64 pixel counts of (prototype, class) from the build, None without."""
@@ -224,15 +249,17 @@ class ConceptIndex:
     # ---- queries --------------------------------------------------------------------------------
 
     def _rows(self, rows: np.ndarray) -> pd.DataFrame:
+        """The slots at `rows` (= slot ids) as a segment table; gathers only those rows."""
         rows = np.asarray(rows, dtype=np.int64)
+        boxes = np.stack([c[rows] for c in self._slot_bbox], axis=1).astype(np.int64)  # (n, 4)
         return pd.DataFrame(
             {
-                "slot_id": self._slot_id[rows],
-                "image_id": self._slot_image[rows],
-                "prototype": self._slot_proto[rows],
+                "slot_id": rows,
+                "image_id": self._slot_image[rows].astype(np.int64),
+                "prototype": self._slot_proto[rows].astype(np.int64),
                 "area": self._slot_area[rows],
                 "score": self._slot_score[rows],
-                "bbox": [[int(v) for v in box] for box in self._slot_bbox[rows]],
+                "bbox": boxes.tolist(),
             },
             columns=SEGMENT_COLUMNS,
         )
@@ -268,7 +295,7 @@ class ConceptIndex:
             "prototype": int(self._slot_proto[i]),
             "area": float(self._slot_area[i]),
             "score": float(self._slot_score[i]),
-            "bbox": [int(v) for v in self._slot_bbox[i]],
+            "bbox": [int(c[i]) for c in self._slot_bbox],
         }
 
     def similar(
@@ -285,7 +312,11 @@ class ConceptIndex:
         exclude_same_image drops the query slot's own image (with slot_id only; with it off,
         a slot is its own nearest neighbour). prototype: only slots of that prototype. faiss is
         asked for more results than k and they are filtered; the fetch grows until k remain or
-        the index is exhausted.
+        the index is exhausted. On an approximate (IVF) index, a prototype filter with few slots
+        (EXACT_FILTER_POOL), or candidates that run out first, lead to an exact search of the
+        admitted slots; otherwise the filtered slots are as approximate as the search (recall
+        is high for the query slot's own prototype, lower for a distant one). Similarities are
+        exact with either index type.
         """
         if (slot_id is None) == (vector is None):
             raise ValueError("give exactly one of slot_id and vector")
@@ -310,21 +341,50 @@ class ConceptIndex:
         k = int(k)
         if k <= 0 or pool == 0:
             return self._with_similarity(np.zeros(0, np.int64), np.zeros(0, np.float32))
+        if prototype is not None and self._searcher.approximate and pool <= EXACT_FILTER_POOL:
+            return self._similar_exact(query, k, own_image, prototype)
         S = self.num_slots
         fetch = math.ceil(k * S / pool) + (self.num_prototypes if own_image is not None else 0)
         while True:
             fetch = min(fetch, S)
             sims, ids = self._searcher.search(query[None], fetch)
             sims, ids = sims[0], ids[0]
-            keep = ids >= 0
-            if own_image is not None:
-                keep &= self._slot_image[np.maximum(ids, 0)] != own_image
-            if prototype is not None:
-                keep &= self._slot_proto[np.maximum(ids, 0)] == prototype
-            if keep.sum() >= k or fetch >= S:
+            keep = self._admit(ids, own_image, prototype)
+            if keep.sum() >= k:
+                break
+            if self._searcher.approximate and (ids[-1] < 0 or fetch >= APPROXIMATE_MAX_FETCH):
+                # IVF ran out of candidates (or would scan most lists): search exactly
+                return self._similar_exact(query, k, own_image, prototype)
+            if fetch >= S:
                 break
             fetch *= 4
         return self._with_similarity(ids[keep][:k], sims[keep][:k])
+
+    def _admit(self, ids: np.ndarray, own_image: int | None, prototype: int | None) -> np.ndarray:
+        """(n,) bool: ids that are slots (not -1) passing the similar() filters."""
+        keep = ids >= 0
+        if own_image is not None:
+            keep &= self._slot_image[np.maximum(ids, 0)] != own_image
+        if prototype is not None:
+            keep &= self._slot_proto[np.maximum(ids, 0)] == prototype
+        return keep
+
+    def _similar_exact(
+        self, query: np.ndarray, k: int, own_image: int | None, prototype: int | None
+    ) -> pd.DataFrame:
+        """similar() by brute force over the slots the filters admit (the prototype's slots, or
+        all): the rare fallback of an approximate index."""
+        vectors = self._searcher.vectors
+        if prototype is None:  # one image has at most K slots: k + K candidates suffice
+            sims, ids = exact_search(vectors, query, k + self.num_prototypes)
+            keep = self._admit(ids[0], own_image, None)
+            return self._with_similarity(ids[0][keep][:k], sims[0][keep][:k])
+        start, end = self._proto_start[prototype], self._proto_start[prototype + 1]
+        rows = np.sort(self._ranked[start:end])
+        if own_image is not None:
+            rows = rows[self._slot_image[rows] != own_image]
+        sims, found = exact_search(vectors[rows], query, k)
+        return self._with_similarity(rows[found[0]], sims[0])
 
     def _with_similarity(self, ids: np.ndarray, sims: np.ndarray) -> pd.DataFrame:
         table = self._rows(ids)
@@ -333,26 +393,34 @@ class ConceptIndex:
 
     def image(self, image_id: int) -> ImageRecord:
         """An indexed image: absolute path, size, slots and its (H, W) assignment map."""
-        row = self._images.iloc[self._image_row_of(image_id)]
+        row = self._image_row_of(image_id)
+        start, count = (int(c[row]) for c in self._image_slots)
         return ImageRecord(
             image_id=int(image_id),
-            path=self.image_root / row["path"],
-            width=int(row["width"]),
-            height=int(row["height"]),
-            slots=self._rows(np.arange(*self._image_slots.get(int(image_id), (0, 0)))),
-            assignment=self.assignment(image_id),
+            path=self.image_root / self._path(row),
+            width=int(self._image_size[0][row]),
+            height=int(self._image_size[1][row]),
+            slots=self._rows(np.arange(start, start + count)),
+            assignment=self._assignment_at(row),
         )
 
     def _image_row_of(self, image_id: int) -> int:
         try:
-            return self._image_row[int(image_id)]
-        except KeyError:
-            raise KeyError(f"unknown image id {image_id}: not in the index {self.root}") from None
+            image_id = int(image_id)
+        except (TypeError, ValueError, OverflowError):
+            raise KeyError(f"unknown image id {image_id!r}: not in the index {self.root}") from None
+        i = int(np.searchsorted(self._sorted_ids, image_id))
+        if i == len(self._sorted_ids) or self._sorted_ids[i] != image_id:
+            raise KeyError(f"unknown image id {image_id}: not in the index {self.root}")
+        return int(self._id_order[i])
 
     def assignment(self, image_id: int) -> np.ndarray:
         """(H, W) int16 prototype map of an indexed image at its resolution."""
-        self._image_row_of(image_id)
-        return read_assignment(assignment_path(self.root, image_id))
+        return self._assignment_at(self._image_row_of(image_id))
+
+    def _assignment_at(self, row: int) -> np.ndarray:
+        shard, offset, length = (int(c[row]) for c in self._image_map)
+        return read_assignment(self.root, shard, offset, length)
 
     def query_image(self, image: Image.Image, encoder: SlotConEncoder, k: int = 5) -> QueryResult:
         """Group an uploaded image with `encoder` (the index's model) and find, for each of its

@@ -2,12 +2,12 @@
 
     <out>.partial/build.json                 the settings the chunks were made with
     <out>.partial/chunks/r{R}of{N}-{j}.npz   chunk j of rank R of N processes (atomic writes)
-    <out>.partial/index/                     the index being built (assignment PNGs first)
+    <out>.partial/chunks/r{R}of{N}-{j}.maps  its images' assignment PNGs, back to back
+    <out>.partial/index/                     the index being written (after extraction)
 
 Rank R of N processes takes the images R, R + N, ... of the sorted collection and cuts its share
-into chunks of `chunk_size`. A chunk counts as finished when its file exists and the assignment
-maps of its readable images are present; --resume continues after the finished chunks when the
-settings are unchanged.
+into chunks of `chunk_size`. A chunk counts as finished when its .npz exists (written after its
+.maps file); --resume continues after the finished chunks when the settings are unchanged.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexing.store import ASSIGNMENTS, assignment_path, write_bytes_atomic, write_json_atomic
+from indexing.store import write_bytes_atomic, write_json_atomic
 
 
 @dataclass
@@ -32,6 +32,8 @@ class Chunk:
     width: np.ndarray  # (n,) int32 image width W, 0 when skipped
     height: np.ndarray  # (n,) int32 image height H, 0 when skipped
     error: np.ndarray  # (n,) str: "" or why the image was skipped
+    map_offset: np.ndarray  # (n,) int64 where the image's PNG starts in the chunk's .maps file
+    map_length: np.ndarray  # (n,) int64 its length in bytes, 0 when skipped
     slot_position: np.ndarray  # (S,) int64 position of each slot's image
     prototype: np.ndarray  # (S,) int64
     area: np.ndarray  # (S,) float32 fraction of the image
@@ -60,7 +62,7 @@ class Chunk:
             cat = {name: np.concatenate([getattr(c, name) for c in chunks]) for name in cat}
         order = np.argsort(cat["positions"], kind="stable")
         slot_order = np.argsort(cat["slot_position"], kind="stable")  # keeps prototype order
-        for name in ("positions", "width", "height", "error"):
+        for name in ("positions", "width", "height", "error", "map_offset", "map_length"):
             cat[name] = cat[name][order]
         for name in ("slot_position", "prototype", "area", "score", "bbox", "embedding"):
             cat[name] = cat[name][slot_order]
@@ -85,6 +87,8 @@ def _empty(dim: int) -> dict:
         "width": np.zeros(0, np.int32),
         "height": np.zeros(0, np.int32),
         "error": np.zeros(0, "<U1"),
+        "map_offset": np.zeros(0, np.int64),
+        "map_length": np.zeros(0, np.int64),
         "slot_position": np.zeros(0, np.int64),
         "prototype": np.zeros(0, np.int64),
         "area": np.zeros(0, np.float32),
@@ -108,6 +112,11 @@ def shard(num_images: int, rank: int, world: int, chunk_size: int) -> list[list[
     """Positions of the chunks of one rank: images rank, rank + world, ... cut into chunks."""
     mine = list(range(rank, num_images, world))
     return [mine[i : i + chunk_size] for i in range(0, len(mine), chunk_size)]
+
+
+def chunk_of(position: int, world: int, chunk_size: int) -> tuple[int, int]:
+    """(rank, j): the chunk of `shard` that holds the image at `position`."""
+    return position % world, (position // world) // chunk_size
 
 
 class PartialBuild:
@@ -149,27 +158,23 @@ class PartialBuild:
                 action = "nothing to resume in" if resume else "starting again: removing"
                 print(f"{action} {self.root}", file=sys.stderr)
             shutil.rmtree(self.root, ignore_errors=True)
-        (self.index_dir / ASSIGNMENTS).mkdir(parents=True, exist_ok=True)
         self.chunk_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.root / "build.json", self.settings)
 
     def chunk_path(self, rank: int, world: int, j: int) -> Path:
         return self.chunk_dir / f"r{rank}of{world}-{j:06d}.npz"
 
-    def is_finished(self, rank: int, world: int, j: int, image_ids: list[int]) -> bool:
-        """Chunk file present and every readable image's assignment map present."""
-        path = self.chunk_path(rank, world, j)
-        if not path.is_file():
-            return False
+    def maps_path(self, rank: int, world: int, j: int) -> Path:
+        return self.chunk_dir / f"r{rank}of{world}-{j:06d}.maps"
+
+    def is_finished(self, rank: int, world: int, j: int) -> bool:
+        """Chunk file readable and its maps file of the size the chunk records."""
+        path, maps = self.chunk_path(rank, world, j), self.maps_path(rank, world, j)
         try:
             chunk = Chunk.load(path)
+            return maps.stat().st_size == int(chunk.map_length.sum())
         except (OSError, ValueError, KeyError):
             return False
-        return all(
-            assignment_path(self.index_dir, image_ids[p]).is_file()
-            for p, error in zip(chunk.positions, chunk.error)
-            if not error
-        )
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

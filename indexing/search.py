@@ -1,8 +1,16 @@
-"""faiss over the slot embeddings: exact inner product by default, IVF(-PQ) for millions.
+"""faiss over the slot embeddings: exact search for small collections, IVF above.
 
 Embeddings are L2-normalised float32, so inner product = cosine similarity; faiss ids are the
-slot ids. Searches release the GIL, so several threads may search one index at once (a GPU
-index is searched under a lock).
+slot ids 0..S-1 (vectors are added in slot order). Two index types:
+- flat: `IndexFlatIP`, exact. Its cost grows with S x D per query: about 6 ms at 200k slots and
+  35 ms at 1M (D 32, one core of a busy 2-core machine, docs/BENCHMARKS.md).
+- ivf: `IVF{nlist},SQ8,RFlat`: an inverted file of 8-bit scalar-quantised vectors proposes
+  k_factor x k candidates from nprobe lists, and the exact stored vectors (the RFlat part)
+  re-rank them, so the similarities returned are exact and only recall is approximate.
+`auto` picks flat up to FLAT_MAX_SLOTS slots and ivf above. Indexes are read memory-mapped
+(faiss IO_FLAG_MMAP_IFC): opening costs no time and the page cache holds what queries touch.
+Searches release the GIL, so several threads may search one index at once (a GPU index is
+searched under a lock).
 """
 
 from __future__ import annotations
@@ -10,72 +18,91 @@ from __future__ import annotations
 import math
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 import faiss
 import numpy as np
+from tqdm import tqdm
 
 # faiss skips BLAS below 128000 query x vector products; BLAS is ~7x faster for batches.
 faiss.cvar.distance_compute_blas_threshold = 20
 
-INDEX_TYPES = ("flat", "ivf")
+INDEX_TYPES = ("auto", "flat", "ivf")
+# auto: exact search up to this many slots. Flat search stays under ~10 ms a query there at
+# D 32 on two busy cores; COCO val2017 (~40k slots) stays exact at any D.
+FLAT_MAX_SLOTS = 250_000
 # Searches smaller than this many query x vector pairs run on one OpenMP thread: waking more
 # threads costs more than it saves, and on a busy CPU (a web app's concurrent users) it turned a
 # 0.4 ms query over 16k slots into 30 ms (2 cores, docs/BENCHMARKS.md).
 SINGLE_THREAD_WORK = 1_000_000
+ADD_BLOCK = 1 << 18  # vectors added per faiss call (progress bar steps)
 
 
-def gpu_available() -> bool:
-    """True with a faiss build that has GPU support and at least one visible GPU."""
-    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+class IvfLayout(NamedTuple):
+    factory: str  # faiss index_factory string
+    nlist: int  # inverted lists (k-means centroids)
+    nprobe: int  # lists visited per query
+    k_factor: int  # candidates re-ranked with the exact vectors: k_factor x k
 
 
-def ivf_layout(num_vectors: int, dim: int) -> tuple[str, int]:
-    """(faiss factory string, nprobe) for an IVF index of `num_vectors` vectors of size `dim`.
+def choose_index_type(num_vectors: int, requested: str = "auto") -> str:
+    """The index type, flat or ivf: `requested`, or by size (FLAT_MAX_SLOTS) when "auto"."""
+    if requested not in INDEX_TYPES:
+        raise ValueError(f"index type must be one of {INDEX_TYPES}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    return "flat" if num_vectors <= FLAT_MAX_SLOTS else "ivf"
 
-    nlist ~ 4 sqrt(N) (at least 39 training points per list); PQ with 8-dim sub-vectors
-    (8 bits each) when D allows it and there are enough points to train 256 codes per
-    sub-quantizer, else flat lists. nprobe = nlist / 16, between 1 and 64.
+
+def ivf_layout(num_vectors: int) -> IvfLayout:
+    """The IVF layout for `num_vectors` vectors.
+
+    nlist: the power of two at most sqrt(N) (k-means and the assignment of every vector to a
+    list run on the CPU at build time, so fewer lists than faiss's 4-16 sqrt(N) guideline), with
+    at least 39 training points per list. nprobe: nlist / 16 within 16..64: recall is limited
+    by the lists visited (a neighbourhood spans several lists when k-means splits a dense
+    cluster), hardly by the 8-bit codes; k_factor 4 re-ranks enough of them. Recall@10
+    against exact search, per size: docs/BENCHMARKS.md.
     """
-    nlist = max(1, min(int(4 * math.sqrt(num_vectors)), num_vectors // 39))
-    nprobe = max(1, min(64, nlist // 16, nlist))
-    m = dim // 8
-    if dim % 8 == 0 and m >= 2 and num_vectors >= 256 * 39:
-        return f"IVF{nlist},PQ{m}np", nprobe  # np: no polysemous training (unused, slow)
-    return f"IVF{nlist},Flat", nprobe
+    root = math.isqrt(max(num_vectors, 1))
+    nlist = max(1, min(1 << (root.bit_length() - 1), num_vectors // 39))
+    nprobe = min(nlist, max(16, min(64, nlist // 16)))
+    return IvfLayout(f"IVF{nlist},SQ8,RFlat", nlist, nprobe, 4)
 
 
 def build_faiss(
-    embeddings: np.ndarray, ids: np.ndarray, index_type: str = "flat", seed: int = 0
+    embeddings: np.ndarray, index_type: str = "auto", seed: int = 0, progress: bool = False
 ) -> tuple[faiss.Index, dict]:
-    """A CPU faiss index of embeddings (N, D) float32 (L2-normalised) keyed by ids (N,) int64.
+    """A CPU faiss index of embeddings (S, D) float32 (L2-normalised); faiss id = row = slot id.
 
-    flat: `IDMap2,Flat` exact inner product. ivf: IVF (with PQ when D allows), trained on a
-    sample of at most 256 x nlist vectors (seeded). Returns (index, description for the
-    manifest: type, factory, nprobe, metric).
+    index_type: auto | flat | ivf (see the module docstring); ivf is trained on a seeded sample
+    of at most 64 x nlist vectors. Returns (index, description for the manifest: type, factory,
+    nprobe, k_factor, metric, vectors, dim).
     """
-    if index_type not in INDEX_TYPES:
-        raise ValueError(f"index type must be one of {INDEX_TYPES}, got {index_type!r}")
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
-    ids = np.ascontiguousarray(ids, dtype=np.int64)
     N, D = x.shape
-    nprobe = None
-    if index_type == "flat" or N < 39:
-        factory = "IDMap2,Flat"
-        index = faiss.index_factory(D, factory, faiss.METRIC_INNER_PRODUCT)
+    kind = choose_index_type(N, index_type)
+    if kind == "ivf" and N < 39:  # too few points to train even one list
+        kind = "flat"
+    layout = None
+    if kind == "flat":
+        index = faiss.IndexFlatIP(D)
+        factory = "Flat"
     else:
-        factory, nprobe = ivf_layout(N, D)
+        layout = ivf_layout(N)
+        factory = layout.factory
         index = faiss.index_factory(D, factory, faiss.METRIC_INNER_PRODUCT)
-        nlist = faiss.extract_index_ivf(index).nlist
         rng = np.random.default_rng(seed)
-        sample = x[np.sort(rng.choice(N, size=min(N, 256 * nlist), replace=False))]
-        index.train(sample)
-        faiss.extract_index_ivf(index).nprobe = nprobe
-    if N:
-        index.add_with_ids(x, ids)
+        sample = np.sort(rng.choice(N, size=min(N, 64 * layout.nlist), replace=False))
+        index.train(x[sample])
+    blocks = range(0, N, ADD_BLOCK)
+    for start in tqdm(blocks, desc="faiss add", unit="block", disable=not progress):
+        index.add(x[start : start + ADD_BLOCK])
     info = {
-        "type": "flat" if factory.startswith("IDMap2") else "ivf",
+        "type": kind,
         "factory": factory,
-        "nprobe": nprobe,
+        "nprobe": layout.nprobe if layout else None,
+        "k_factor": layout.k_factor if layout else None,
         "metric": "inner_product",
         "vectors": int(N),
         "dim": int(D),
@@ -87,24 +114,84 @@ def save_faiss(index: faiss.Index, path: str | Path) -> None:
     faiss.write_index(index, str(path))
 
 
-def load_faiss(path: str | Path, nprobe: int | None = None) -> faiss.Index:
-    """Read an index written by save_faiss (CPU); IVF indexes get `nprobe` and a direct map
-    (so that a slot's vector can be reconstructed from its id)."""
-    index = faiss.read_index(str(path))
-    if nprobe is not None:
-        ivf = faiss.extract_index_ivf(index)
-        ivf.nprobe = nprobe
-        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
-    return index
+def load_faiss(path: str | Path) -> faiss.Index:
+    """Read an index written by save_faiss, memory-mapped (its vectors and lists stay on disk
+    until searched; the file must not change while the index is open). faiss before 1.11 has
+    no such flag and reads the whole file."""
+    return faiss.read_index(str(path), getattr(faiss, "IO_FLAG_MMAP_IFC", 0))
+
+
+def stored_vectors(index: faiss.Index) -> np.ndarray:
+    """(S, D) float32 read-only view of the exact vectors of a flat or IVF-RFlat index (no copy;
+    valid while `index` lives)."""
+    index = faiss.downcast_index(index)
+    flat = faiss.downcast_index(index.refine_index) if hasattr(index, "refine_index") else index
+    if not isinstance(flat, faiss.IndexFlat):
+        raise ValueError(f"{type(index).__name__}: no exact vectors stored (rebuild the index)")
+    S, D = int(flat.ntotal), int(flat.d)
+    if S == 0:
+        return np.zeros((0, D), np.float32)
+    vectors = faiss.rev_swig_ptr(flat.get_xb(), S * D).reshape(S, D)
+    vectors.flags.writeable = False
+    return vectors
+
+
+def exact_search(
+    vectors: np.ndarray, queries: np.ndarray, k: int, block: int = ADD_BLOCK
+) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force inner product: vectors (S, D), queries (Q, D) -> similarities (Q, k) and
+    rows (Q, k) int64, best first (k capped at S). Reads `vectors` a block of rows at a time."""
+    q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+    k = min(k, len(vectors))
+    best_sims = np.full((len(q), 0), -np.inf, np.float32)
+    best_rows = np.zeros((len(q), 0), np.int64)
+    for start in range(0, len(vectors), block):
+        sims = q @ np.asarray(vectors[start : start + block]).T  # (Q, b)
+        rows = np.broadcast_to(np.arange(start, start + sims.shape[1]), sims.shape)
+        sims = np.concatenate([best_sims, sims], axis=1)
+        rows = np.concatenate([best_rows, rows], axis=1)
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if sims.shape[1] > k else None
+        if top is not None:
+            sims, rows = np.take_along_axis(sims, top, 1), np.take_along_axis(rows, top, 1)
+        best_sims, best_rows = sims, rows
+    order = np.argsort(-best_sims, axis=1, kind="stable")
+    return np.take_along_axis(best_sims, order, 1), np.take_along_axis(best_rows, order, 1)
+
+
+def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
+    """Mean over queries of |found_i & exact_i| / k for id arrays (Q, k) (-1 counts as a miss)."""
+    k = exact.shape[1]
+    hits = [len(set(f[f >= 0].tolist()) & set(e.tolist())) for f, e in zip(found, exact)]
+    return float(np.mean(hits)) / k if len(hits) else 1.0
+
+
+def gpu_available() -> bool:
+    """True with a faiss build that has GPU support and at least one visible GPU."""
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
 class SlotSearcher:
     """Thread-safe k-nearest-neighbour search over one faiss index (CPU, or GPU when asked)."""
 
-    def __init__(self, index: faiss.Index, gpu: bool | None = None):
-        """gpu: None = use a GPU when faiss has one; False = CPU; True = GPU or error."""
-        self.cpu_index = index  # kept for reconstruct(), which GPU indexes lack
+    def __init__(
+        self,
+        index: faiss.Index,
+        gpu: bool | None = None,
+        nprobe: int | None = None,
+        k_factor: int | None = None,
+    ):
+        """gpu: None = use a GPU when faiss has one; False = CPU; True = GPU or error.
+        nprobe, k_factor: search settings of an IVF index (the manifest's)."""
+        self.cpu_index = index  # kept for stored vectors, which GPU indexes do not expose
         self.index = index
+        self.vectors = stored_vectors(index)  # (S, D), memory-mapped with the index
+        self.approximate = hasattr(faiss.downcast_index(index), "refine_index")
+        self._params = None
+        if self.approximate:
+            self._ivf_params = faiss.SearchParametersIVF(nprobe=int(nprobe or 8))
+            self._params = faiss.IndexRefineSearchParameters(
+                k_factor=float(k_factor or 4), base_index_params=self._ivf_params
+            )
         self.on_gpu = False
         self._lock = threading.Lock()
         self._threads = faiss.omp_get_max_threads()
@@ -135,7 +222,8 @@ class SlotSearcher:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """queries (Q, D) -> similarities (Q, k) float32 and ids (Q, k) int64 (-1: none),
-        best first; k is capped at the number of vectors."""
+        best first; k is capped at the number of vectors. An approximate index may return
+        fewer than k (-1 padded) when the lists it visits run out."""
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(1, min(k, self.ntotal))
         if self.ntotal == 0:
@@ -144,9 +232,13 @@ class SlotSearcher:
             with self._lock:  # GPU indexes are not safe for concurrent use
                 return self.index.search(q, k)
         # per calling thread: each request thread chooses its own OpenMP team size
-        faiss.omp_set_num_threads(1 if len(q) * self.ntotal < SINGLE_THREAD_WORK else self._threads)
+        # (an IVF query scans a few lists: one thread unless a batch of queries)
+        single = len(q) < 16 if self.approximate else len(q) * self.ntotal < SINGLE_THREAD_WORK
+        faiss.omp_set_num_threads(1 if single else self._threads)
+        if self._params is not None:
+            return self.index.search(q, k, params=self._params)
         return self.index.search(q, k)
 
     def reconstruct(self, slot_id: int) -> np.ndarray:
-        """(D,) float32 stored vector of a slot (decoded approximation for PQ)."""
-        return self.cpu_index.reconstruct(int(slot_id))
+        """(D,) float32 stored vector of a slot (exact, also for IVF)."""
+        return np.array(self.vectors[int(slot_id)])

@@ -1,17 +1,23 @@
-"""The index directory on disk: file names, manifest, assignment PNGs, atomic writes.
+"""The index directory on disk: file names, manifest, table files, atomic writes.
 
     <index>/manifest.json        format, checkpoint SHA-256 and model shape, image root, counts
-    <index>/images.parquet       image_id, path (relative to the image root, POSIX), width, height
-    <index>/slots.parquet        slot_id, image_id, prototype, area, score, bbox_x/y/w/h
+    <index>/images.arrow         image_id, path (relative to the image root, POSIX), width,
+                                 height, slot_start, slot_count, map_shard, map_offset, map_length
+    <index>/slots.arrow          slot_id, image_id, prototype, area, score, bbox_x/y/w/h
+    <index>/slots_ranked.npy     (S,) slot ids by prototype, then score (desc), then slot id
     <index>/prototypes.parquet   per-prototype statistics and top slot ids by score
     <index>/prototypes.npy       (K, D) float32 L2-normalised prototype vectors
-    <index>/slots.faiss          L2-normalised slot embeddings keyed by slot_id (inner product)
-    <index>/assignments/<image_id>.png   (H, W) assignment map, 8-bit (K <= 256) or 16-bit
+    <index>/slots.faiss          L2-normalised slot embeddings, faiss id = slot id (inner product)
+    <index>/assignments/NNNNN.bin   (H, W) assignment maps as PNGs, packed (indexing.assignments)
     <index>/evaluation.json, confusion.npy   with annotations: scores and (K, C) pixel counts
     <index>.labels.json          beside the directory: the user's prototype names
 
-An index is written in a temporary directory and renamed into place when complete; afterwards
-it is read-only.
+The .arrow tables are uncompressed Arrow IPC files (Feather v2: pandas.read_feather reads them)
+of one record batch, and slots.faiss is read with faiss's memory mapping: opening an index maps
+these files and reads nothing of them, whatever the collection's size; a query touches only the
+pages it needs. An index is written in a temporary directory and renamed into place when
+complete; afterwards it is read-only (files that are mapped are never rewritten in place).
+Format version 2 (this layout) replaced version 1 (parquet tables, one PNG file per image).
 """
 
 from __future__ import annotations
@@ -25,20 +31,21 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+import pandas as pd
+import pyarrow as pa
 
 FORMAT = "slotcon-explorer-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 MANIFEST = "manifest.json"
-IMAGES = "images.parquet"
-SLOTS = "slots.parquet"
+IMAGES = "images.arrow"
+SLOTS = "slots.arrow"
+RANKED = "slots_ranked.npy"
 PROTOTYPES = "prototypes.parquet"
 PROTOTYPE_VECTORS = "prototypes.npy"
 FAISS = "slots.faiss"
 EVALUATION = "evaluation.json"
 CONFUSION = "confusion.npy"
-ASSIGNMENTS = "assignments"
 
 SLOT_COLUMNS = ("slot_id", "image_id", "prototype", "area", "score")
 BBOX_COLUMNS = ("bbox_x", "bbox_y", "bbox_w", "bbox_h")
@@ -99,9 +106,13 @@ def read_manifest(root: str | Path) -> dict:
         raise IndexFormatError(f"{root} is not a SlotCon Explorer index (format {FORMAT!r})")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
+        older = isinstance(version, int) and version < FORMAT_VERSION
         raise IndexFormatError(
-            f"{root} is an index of format version {version}; this program reads version "
-            f"{FORMAT_VERSION}: rebuild it with `python -m indexing build`"
+            f"{root} is an index of format version {version}"
+            + (" (written by an earlier version of this program)" if older else "")
+            + f"; this program reads version {FORMAT_VERSION}: rebuild it with "
+            "`python -m indexing build` (the same command and checkpoint as before; concept "
+            "names are kept)"
         )
     problem = _manifest_problem(manifest)
     if problem:
@@ -177,27 +188,25 @@ def labels_path(root: str | Path) -> Path:
     return root.with_name(root.name + ".labels.json")
 
 
-def assignment_path(root: str | Path, image_id: int) -> Path:
-    return Path(root) / ASSIGNMENTS / f"{int(image_id)}.png"
+def write_table(path: str | Path, table: pd.DataFrame) -> None:
+    """Write a DataFrame as an uncompressed Arrow IPC file of one record batch, so that
+    open_table maps each column as one contiguous array."""
+    arrow = pa.Table.from_pandas(table, preserve_index=False).combine_chunks()
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, arrow.schema) as writer:
+        writer.write_table(arrow, max_chunksize=max(1, arrow.num_rows))
 
 
-def write_assignment(path: str | Path, assignment: np.ndarray, num_prototypes: int) -> None:
-    """Save an (H, W) prototype map as a lossless PNG: 8-bit when K <= 256, else 16-bit.
-
-    Written in place (the build directory is temporary until it is renamed as a whole).
-    """
-    if num_prototypes <= 256:
-        image = Image.fromarray(np.ascontiguousarray(assignment, dtype=np.uint8))  # L
-    else:
-        image = Image.fromarray(np.ascontiguousarray(assignment, dtype=np.uint16))  # I;16
-    image.save(path, format="PNG", compress_level=1)
+def open_table(path: str | Path) -> pa.Table:
+    """A table of write_table, memory-mapped: pages are read when a query touches them."""
+    return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
 
 
-def read_assignment(path: str | Path) -> np.ndarray:
-    """(H, W) int16 prototype map from an assignment PNG."""
-    with Image.open(path) as image:
-        image.load()
-        return np.asarray(image).astype(np.int16)
+def column(table: pa.Table, name: str) -> np.ndarray:
+    """A fixed-width column of an open_table table as a read-only view of the mapped file."""
+    values = table.column(name)
+    if values.num_chunks == 1:
+        return values.chunk(0).to_numpy(zero_copy_only=True)
+    return values.to_numpy()  # no rows: no chunk to map
 
 
 def replace_directory(new: Path, target: Path) -> None:

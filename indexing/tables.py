@@ -16,15 +16,20 @@ TOP_K = 100  # top slot ids by score kept per prototype in prototypes.parquet
 
 
 def images_table(merged: Chunk, paths: list[str], image_ids: list[int]) -> pd.DataFrame:
-    """image_id, path (relative POSIX), width W, height H of the readable images, path order."""
+    """image_id, path (relative POSIX), width W, height H, slot_start, slot_count of the
+    readable images, path order (an image's slots are the rows [start, start + count) of the
+    slots table, which follows the same order)."""
     ok = merged.error == ""
     positions = merged.positions[ok]
+    count = np.bincount(merged.slot_position, minlength=len(merged.positions))[positions]
     return pd.DataFrame(
         {
             "image_id": np.asarray(image_ids, dtype=np.int64)[positions],
             "path": [paths[p] for p in positions],
             "width": merged.width[ok].astype(np.int32),
             "height": merged.height[ok].astype(np.int32),
+            "slot_start": (np.cumsum(count) - count).astype(np.int64),
+            "slot_count": count.astype(np.int32),
         }
     )
 
@@ -60,18 +65,19 @@ def prototypes_table(
     confusion: np.ndarray | None = None,
     class_names: list[str] | None = None,
     top_k: int = TOP_K,
+    ranked: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per prototype 0..K-1 (also absent ones): images, slots, mean_area, mean_score
     (NaN when absent), top_slot_ids (by score, best first, at most top_k), and with a (K, C)
     confusion: dominant_class (name, "" without labelled pixels), dominant_class_index (-1),
-    purity (fraction in [0, 1], NaN)."""
+    purity (fraction in [0, 1], NaN). ranked: rank_by_score(slots) when already computed."""
     K = num_prototypes
     proto = slots["prototype"].to_numpy()
     counts = np.bincount(proto, minlength=K)[:K]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_area = np.bincount(proto, slots["area"].to_numpy(np.float64), K) / counts
         mean_score = np.bincount(proto, slots["score"].to_numpy(np.float64), K) / counts
-    order = rank_by_score(slots)
+    order = rank_by_score(slots) if ranked is None else ranked
     starts = np.concatenate([[0], np.cumsum(counts)])
     ids = slots["slot_id"].to_numpy()[order]
     table = pd.DataFrame(

@@ -105,7 +105,8 @@ def test_only_images_and_the_cache_are_served(explorer_app, explorer_data, explo
     assert http_status(base + str(image)) == 200
     for secret in (
         explorer_data["index"] / "manifest.json",
-        explorer_data["index"] / "slots.parquet",
+        explorer_data["index"] / "slots.arrow",
+        explorer_data["index"] / "assignments" / "00000.bin",
         explorer_data["checkpoint"],
         explorer_data["annotations"],
         explorer_data["index"].with_name("index.labels.json"),

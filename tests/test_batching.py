@@ -12,10 +12,10 @@ import pytest
 import torch
 from conftest import PHOTOS
 
+from indexing import ConceptIndex
 from indexing.batching import batches_of_one_shape, stack_items
 from indexing.build import BuildConfig, build_index
 from indexing.extract import Item
-from indexing.store import read_assignment
 from model.data import load_rgb
 from model.encoder import assign_pixels, load_encoder
 
@@ -110,10 +110,11 @@ def build_tables(
             chunk_size=chunk_size,
         )
     )
+    index = ConceptIndex.open(out)
     return {
-        "slots": pd.read_parquet(out / "slots.parquet"),
-        "images": pd.read_parquet(out / "images.parquet"),
-        "maps": {p.name: read_assignment(p) for p in sorted((out / "assignments").iterdir())},
+        "slots": pd.read_feather(out / "slots.arrow"),
+        "images": pd.read_feather(out / "images.arrow"),
+        "maps": {i: index.assignment(i) for i in index.image_ids()},
         "manifest": json.loads((out / "manifest.json").read_text()),
     }
 

@@ -65,7 +65,7 @@ def test_open_refuses_what_is_not_an_index(indexing_data, tmp_path) -> None:
     with pytest.raises(IndexFormatError, match="format version 0"):
         ConceptIndex.open(old)
     (old / "manifest.json").write_text(json.dumps(manifest))
-    (old / "slots.parquet").unlink()
+    (old / "slots.arrow").unlink()
     with pytest.raises(IndexFormatError, match="damaged"):
         ConceptIndex.open(old)
 
@@ -81,7 +81,7 @@ def test_attributes_and_prototypes(index, indexing_data) -> None:
         "purity",
     ]  # fmt: skip
     assert list(table["prototype"]) == list(range(8))
-    slots = pd.read_parquet(indexing_data["index"] / "slots.parquet")
+    slots = pd.read_feather(indexing_data["index"] / "slots.arrow")
     np.testing.assert_allclose(
         table["mean_area"], slots.groupby("prototype")["area"].mean().reindex(range(8)), rtol=1e-5
     )
@@ -249,8 +249,8 @@ def test_labels_persist_and_survive_a_rebuild(indexing_data, tmp_path) -> None:
 def test_ivf_index_answers_queries(indexing_data, tmp_path, embeddings) -> None:
     root = tmp_path / "ivf"
     shutil.copytree(indexing_data["index"], root)
-    store, info = build_faiss(embeddings, np.arange(len(embeddings)), "ivf")
-    assert info["type"] == "ivf" and info["factory"].endswith(",Flat")
+    store, info = build_faiss(embeddings, "ivf")
+    assert info["type"] == "ivf" and info["factory"].endswith(",RFlat")
     save_faiss(store, root / "slots.faiss")
     manifest = json.loads((root / "manifest.json").read_text())
     (root / "manifest.json").write_text(json.dumps(manifest | {"faiss": info}))

@@ -18,7 +18,7 @@ from PIL import Image
 from indexing import ConceptIndex
 from indexing.build import build_index
 from indexing.extract import bounding_boxes
-from indexing.store import partial_dir, read_assignment
+from indexing.store import partial_dir
 from model.data import load_rgb
 from model.encoder import load_encoder
 
@@ -33,12 +33,13 @@ class Interrupt(Exception):
 def _tables(index: Path) -> dict:
     """Everything a build writes that must not depend on how it was run."""
     store = faiss.read_index(str(index / "slots.faiss"))
+    opened = ConceptIndex.open(index)
     return {
-        "images": pd.read_parquet(index / "images.parquet"),
-        "slots": pd.read_parquet(index / "slots.parquet"),
+        "images": pd.read_feather(index / "images.arrow"),
+        "slots": pd.read_feather(index / "slots.arrow"),
         "prototypes": pd.read_parquet(index / "prototypes.parquet"),
         "vectors": np.stack([store.reconstruct(i) for i in range(store.ntotal)]),
-        "maps": {p.name: read_assignment(p) for p in sorted((index / "assignments").iterdir())},
+        "maps": {i: opened.assignment(i) for i in opened.image_ids()},
         "evaluation": json.loads((index / "evaluation.json").read_text()),
     }
 
@@ -75,13 +76,16 @@ def test_manifest_and_tables(indexing_data) -> None:
     sha = hashlib.sha256(indexing_data["checkpoint"].read_bytes()).hexdigest()
     assert manifest["checkpoint"]["sha256"] == sha
     assert set(manifest["versions"]) >= {"torch", "faiss", "numpy", "pandas"}
-    images = pd.read_parquet(index / "images.parquet")
+    images = pd.read_feather(index / "images.arrow")
     coco = json.loads(indexing_data["annotations"].read_text())
     by_name = {im["file_name"]: im["id"] for im in coco["images"]}
-    assert list(images.columns) == ["image_id", "path", "width", "height"]
+    assert list(images.columns) == [
+        "image_id", "path", "width", "height", "slot_start", "slot_count",
+        "map_shard", "map_offset", "map_length",
+    ]  # fmt: skip
     assert list(images["image_id"]) == [by_name[p] for p in images["path"]]  # ids from the JSON
     assert list(images["path"]) == sorted(by_name)
-    slots = pd.read_parquet(index / "slots.parquet")
+    slots = pd.read_feather(index / "slots.arrow")
     assert list(slots.columns) == [
         "slot_id", "image_id", "prototype", "area", "score", "bbox_x", "bbox_y", "bbox_w", "bbox_h",
     ]  # fmt: skip
@@ -89,8 +93,12 @@ def test_manifest_and_tables(indexing_data) -> None:
     assert list(slots["slot_id"]) == list(range(len(slots)))
     vectors = _tables(index)["vectors"]
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert [p.name for p in (index / "assignments").iterdir()] == ["00000.bin"]  # one shard
+    opened = ConceptIndex.open(index)
     for image_id, group in slots.groupby("image_id"):
-        assignment = read_assignment(index / "assignments" / f"{image_id}.png")
+        row = images.set_index("image_id").loc[image_id]
+        assert (row["slot_start"], row["slot_count"]) == (group.index[0], len(group))
+        assignment = opened.assignment(image_id)
         assert assignment.shape == (64, 64)
         present = np.flatnonzero(np.bincount(assignment.ravel(), minlength=8))
         assert list(group["prototype"]) == list(present)
@@ -184,14 +192,14 @@ def test_unreadable_images_are_skipped_and_reported(indexing_data, tmp_path) -> 
     assert manifest["counts"]["images"] == 5 and manifest["counts"]["skipped"] == 2
     assert [s["path"] for s in manifest["skipped"]] == ["broken.jpg", "notes.jpg"]
     assert all(s["reason"] for s in manifest["skipped"])
-    images = pd.read_parquet(out / "images.parquet")
+    images = pd.read_feather(out / "images.arrow")
     paths = sorted(["broken.jpg", "notes.jpg", "sub/cmyk.jpg", "sub/turned.jpg"])
     paths = sorted(paths + [s.name for s in sources[:3]])
     expected_ids = {p: i + 1 for i, p in enumerate(paths)}  # 1..N in path order, skipped too
     assert list(images["image_id"]) == [expected_ids[p] for p in images["path"]]
     turned = images[images["path"] == "sub/turned.jpg"].iloc[0]
     assert (turned["width"], turned["height"]) == (40, 80)  # EXIF orientation applied
-    assert read_assignment(out / "assignments" / f"{turned['image_id']}.png").shape == (80, 40)
+    assert ConceptIndex.open(out).assignment(turned["image_id"]).shape == (80, 40)
     assert not (out / "evaluation.json").exists()
     assert ConceptIndex.open(out).prototypes()["purity"].isna().all()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -69,8 +71,13 @@ def test_evaluate_gives_the_library_numbers(indexing_data, tmp_path, capsys) -> 
     index = ConceptIndex.open(indexing_data["index"])
     labels = CocoLabels(indexing_data["annotations"])
     acc = ConfusionAccumulator(index.num_prototypes, labels.num_classes)
-    for image_id in index.image_ids():  # the maps straight from the PNGs
-        with Image.open(index.root / "assignments" / f"{image_id}.png") as png:
+    images = pd.read_feather(index.root / "images.arrow").set_index("image_id")
+    for image_id in index.image_ids():  # the maps straight from the PNGs in the shards
+        row = images.loc[image_id]
+        with open(index.root / "assignments" / f"{row.map_shard:05d}.bin", "rb") as shard:
+            shard.seek(row.map_offset)
+            png = io.BytesIO(shard.read(row.map_length))
+        with Image.open(png) as png:
             acc.update(np.asarray(png), labels.label_map(image_id))
     names, things = labels.class_names, labels.class_is_thing
     hungarian = hungarian_scores(acc.counts, np.load(index.root / "prototypes.npy"))

@@ -1,4 +1,5 @@
-"""faiss layer: exact search, IVF(-PQ) layout and recall, GPU placement (skipped without)."""
+"""faiss layer: exact search, the index type by size, IVF layout and recall against exact
+search, memory-mapped loading, GPU placement (skipped without)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import numpy as np
 import pytest
 
 from indexing.search import (
+    FLAT_MAX_SLOTS,
     SlotSearcher,
     build_faiss,
+    choose_index_type,
+    exact_search,
     gpu_available,
     ivf_layout,
     load_faiss,
+    recall_at_k,
     save_faiss,
 )
 
@@ -22,50 +27,88 @@ def _unit(n: int, d: int, seed: int = 0) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def test_flat_search_is_exact_with_custom_ids(tmp_path) -> None:
+def _clustered(n: int, d: int, centres: int = 40, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = _unit(centres, d, seed)[rng.integers(0, centres, n)] + 0.2 * rng.standard_normal((n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_flat_search_is_exact(tmp_path) -> None:
     x = _unit(500, 16)
-    ids = np.arange(500, dtype=np.int64) * 10 + 7  # ids need not be positions
-    index, info = build_faiss(x, ids, "flat")
-    assert info["factory"] == "IDMap2,Flat" and info["vectors"] == 500
+    index, info = build_faiss(x, "flat")
+    assert info["factory"] == "Flat" and info["vectors"] == 500 and info["type"] == "flat"
     save_faiss(index, tmp_path / "a.faiss")
     searcher = SlotSearcher(load_faiss(tmp_path / "a.faiss"), gpu=False)
+    assert not searcher.approximate
     sims, found = searcher.search(x[:3], 5)
     expected = np.argsort(-(x[:3] @ x.T), axis=1)[:, :5]
-    np.testing.assert_array_equal(found, ids[expected])
+    np.testing.assert_array_equal(found, expected)  # faiss id = row = slot id
     np.testing.assert_allclose(sims[:, 0], 1.0, atol=1e-5)
-    np.testing.assert_allclose(searcher.reconstruct(ids[4]), x[4])
+    np.testing.assert_allclose(searcher.reconstruct(4), x[4])
     assert searcher.search(x[:1], 10_000)[1].shape == (1, 500)  # k capped at the vector count
 
 
+def test_index_type_follows_the_size() -> None:
+    assert choose_index_type(1000) == "flat"
+    assert choose_index_type(FLAT_MAX_SLOTS) == "flat"
+    assert choose_index_type(FLAT_MAX_SLOTS + 1) == "ivf"
+    assert choose_index_type(10, "ivf") == "ivf" and choose_index_type(10**8, "flat") == "flat"
+    with pytest.raises(ValueError, match="index type"):
+        choose_index_type(10, "hnsw")
+    assert build_faiss(_unit(300, 8))[1]["type"] == "flat"  # auto at a small size
+    assert build_faiss(_unit(20, 8), "ivf")[1]["type"] == "flat"  # too few to train a list
+
+
 def test_ivf_layout() -> None:
-    assert ivf_layout(1_000_000, 256) == ("IVF4000,PQ32np", 64)
-    assert ivf_layout(5000, 256)[0] == "IVF128,Flat"  # too few points to train PQ codes
-    assert ivf_layout(100_000, 12)[0].endswith(",Flat")  # D not a multiple of 8
-    factory, nprobe = ivf_layout(50, 16)
-    assert factory == "IVF1,Flat" and nprobe == 1
+    assert ivf_layout(1_000_000) == ("IVF512,SQ8,RFlat", 512, 32, 4)
+    assert ivf_layout(10_000_000) == ("IVF2048,SQ8,RFlat", 2048, 64, 4)
+    assert ivf_layout(3000).nlist == 32 and ivf_layout(3000).nprobe == 16
+    assert ivf_layout(200).nlist == 5  # at least 39 training points per list
+    assert ivf_layout(50) == ("IVF1,SQ8,RFlat", 1, 1, 4)
 
 
-def test_ivf_pq_recall(tmp_path) -> None:
-    """1-recall@10: the exact nearest neighbour of a query is among IVF-PQ's first 10."""
-    centres = _unit(40, 16, seed=1)
-    rng = np.random.default_rng(2)
-    x = centres[rng.integers(0, 40, 256 * 39)] + 0.2 * rng.standard_normal((256 * 39, 16))
-    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-    index, info = build_faiss(x, np.arange(len(x)), "ivf")
-    assert info["type"] == "ivf" and ",PQ2" in info["factory"] and info["nprobe"] >= 1
+def test_ivf_recall_against_exact_search(tmp_path) -> None:
+    """recall@10 of the IVF index against brute force on clustered vectors is >= 0.95, and
+    its similarities are exact (re-ranked with the stored vectors)."""
+    x = _clustered(6000, 16)
+    index, info = build_faiss(x, "ivf")
+    assert info["type"] == "ivf" and info["factory"] == "IVF64,SQ8,RFlat"
     save_faiss(index, tmp_path / "ivf.faiss")
-    searcher = SlotSearcher(load_faiss(tmp_path / "ivf.faiss", info["nprobe"]), gpu=False)
-    queries = x[:200] + 0.05 * rng.standard_normal((200, 16)).astype(np.float32)
-    _, found = searcher.search(queries, 10)
-    nearest = np.argmax(queries @ x.T, axis=1)
-    recall = np.mean([n in f for n, f in zip(nearest, found)])
-    assert recall > 0.8, recall
-    assert searcher.reconstruct(5).shape == (16,)  # direct map for slot vectors
+    searcher = SlotSearcher(load_faiss(tmp_path / "ivf.faiss"), False, info["nprobe"], 4)
+    assert searcher.approximate
+    queries = x[:300]
+    sims, found = searcher.search(queries, 10)
+    _, exact = exact_search(x, queries, 10)
+    assert recall_at_k(found, exact) >= 0.95
+    valid = found >= 0
+    cosines = np.einsum("qd,qkd->qk", queries, x[np.maximum(found, 0)])  # (Q, k)
+    np.testing.assert_allclose(sims[valid], cosines[valid], atol=1e-5)
+    np.testing.assert_array_equal(searcher.reconstruct(5), x[5])  # the exact vector
+
+
+def test_exact_search_in_blocks() -> None:
+    x, q = _unit(1000, 8), _unit(7, 8, seed=3)
+    sims, rows = exact_search(x, q, 5, block=64)
+    expected = np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(rows, expected)
+    np.testing.assert_allclose(sims, np.take_along_axis(q @ x.T, expected, 1), atol=1e-6)
+    assert exact_search(x[:3], q, 5)[1].shape == (7, 3)
+    assert recall_at_k(np.array([[1, 2, -1]]), np.array([[1, 2, 3]])) == pytest.approx(2 / 3)
+
+
+def test_loaded_index_is_memory_mapped(tmp_path) -> None:
+    """Reading an index maps its file: nothing is copied into memory until it is searched."""
+    for kind in ("flat", "ivf"):
+        path = tmp_path / f"{kind}.faiss"
+        save_faiss(build_faiss(_clustered(3000, 16), kind)[0], path)
+        searcher = SlotSearcher(load_faiss(path), gpu=False)
+        assert str(path) in open("/proc/self/maps").read()  # noqa: SIM115
+        assert not searcher.vectors.flags.writeable and not searcher.vectors.flags.owndata
 
 
 def test_concurrent_searches(tmp_path) -> None:
     x = _unit(2000, 16)
-    searcher = SlotSearcher(build_faiss(x, np.arange(2000))[0], gpu=False)
+    searcher = SlotSearcher(build_faiss(x)[0], gpu=False)
     expected = searcher.search(x[:50], 5)[1]
     results = [None] * 8
 
@@ -81,18 +124,18 @@ def test_concurrent_searches(tmp_path) -> None:
 
 
 def test_gpu_is_used_only_when_faiss_has_one() -> None:
-    searcher = SlotSearcher(build_faiss(_unit(100, 16), np.arange(100))[0])
+    searcher = SlotSearcher(build_faiss(_unit(100, 16))[0])
     assert searcher.on_gpu == gpu_available()
     if not gpu_available():
         with pytest.raises(RuntimeError, match="no GPU support"):
-            SlotSearcher(build_faiss(_unit(10, 16), np.arange(10))[0], gpu=True)
+            SlotSearcher(build_faiss(_unit(10, 16))[0], gpu=True)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not gpu_available(), reason="faiss without GPU support or no GPU")
 def test_gpu_search_matches_cpu() -> None:
     x = _unit(1000, 32)
-    index = build_faiss(x, np.arange(1000))[0]
+    index = build_faiss(x)[0]
     cpu = SlotSearcher(index, gpu=False).search(x[:20], 5)[1]
     gpu = SlotSearcher(index, gpu=True)
     assert gpu.on_gpu
