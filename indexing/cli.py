@@ -1,10 +1,11 @@
-"""Command lines: python -m indexing {build, evaluate, figure} (see --help of each).
+"""Command lines: python -m indexing {build, evaluate, figure, compare} (see --help of each).
 
     python -m indexing build --checkpoint assets/demo_encoder.pt --images data/scenes/val \\
         --annotations data/scenes/annotations/instances_val.json --out data/index-demo
     torchrun --nproc_per_node=4 -m indexing build ...        # one process per GPU
     python -m indexing evaluate --index data/index-demo --out-json scores.json
     python -m indexing figure --index data/index-demo --out prototypes.png --k 5
+    python -m indexing compare --index data/index-demo --index data/index-other --out cmp/
 
 Bad input (missing checkpoint, empty folder, an index of another model ...) prints
 `error: ...` and exits with status 1; bad arguments exit with status 2.
@@ -18,6 +19,7 @@ import os
 import sys
 from pathlib import Path
 
+from indexing import compare_cli
 from indexing.store import MANIFEST
 
 
@@ -201,16 +203,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m indexing",
         description="Index an image collection with a SlotCon model, score it, draw it.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{build,evaluate,figure}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{build,evaluate,figure,compare}"
+    )
     _add_build(sub)
     _add_evaluate(sub)
     _add_figure(sub)
+    compare_cli.add_parser(sub)
     return parser
 
 
 def main(args: argparse.Namespace) -> None:
     """Run one command; known errors print `error: ...` and exit with status 1."""
-    commands = {"build": run_build, "evaluate": run_evaluate, "figure": run_figure}
+    commands = {
+        "build": run_build,
+        "evaluate": run_evaluate,
+        "figure": run_figure,
+        "compare": compare_cli.run,
+    }
     try:
         commands[args.command](args)
     except KeyboardInterrupt:
