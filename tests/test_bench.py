@@ -59,3 +59,26 @@ def test_train_speed_refuses_cuda_without_a_gpu(capsys, monkeypatch):
     args = bench.build_parser().parse_args(["--preset", "tiny", "--device", "cuda"])
     assert bench.main(args) == 1
     assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_linear_probe_reads_separable_features_and_cell_centres():
+    import numpy as np
+    import torch
+
+    probe = load("linear_probe")
+    # cell centres of a 16 x 24 label map seen as a 2 x 3 map of stride 8 (no resize)
+    label_map = np.zeros((16, 24), dtype=np.uint8)
+    label_map[:8, 8:16] = 1
+    label_map[8:, 16:] = 2
+    cells = probe.cell_labels(label_map, (2, 3), (24, 16), stride=8)
+    assert cells.tolist() == [0, 1, 0, 0, 0, 2]
+    # features that carry the class (plus noise) are read back; pure noise is not
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 4, (400,), generator=g)
+    signal = torch.nn.functional.one_hot(y, 4).float() * 3 + torch.randn(400, 4, generator=g)
+    things = torch.tensor([1, 2])
+    good = probe._fit_and_score(signal[:300], y[:300], signal[300:], y[300:], 4, things, 200, 0)
+    noise = torch.randn(400, 4, generator=g)
+    bad = probe._fit_and_score(noise[:300], y[:300], noise[300:], y[300:], 4, things, 200, 0)
+    assert good["object_pixels"] > 90 and good["all_pixels"] > 90
+    assert bad["object_pixels"] < 60
