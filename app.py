@@ -37,14 +37,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--host",
         default="127.0.0.1",
         help="address to listen on (default 127.0.0.1: this machine only; "
-        "0.0.0.0 exposes the app to the network, use --auth then)",
+        "0.0.0.0 exposes the app to the network, require a login then)",
     )
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    parser.add_argument(
+    login = parser.add_mutually_exclusive_group()
+    login.add_argument(
+        "--auth-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="require the login USER:PASS on the first line of FILE (recommended whenever "
+        "--host is not loopback; or set the environment variable SLOTCON_AUTH=USER:PASS). "
+        "5 failed logins from one address lock it out for 5 minutes",
+    )
+    login.add_argument(
         "--auth",
         default=None,
         metavar="USER:PASS",
-        help="require this login (recommended whenever --host is not loopback)",
+        help="require this login; other users of this machine can read it with `ps`: prefer "
+        "--auth-file or SLOTCON_AUTH",
     )
     parser.add_argument(
         "--cache",
@@ -77,18 +88,17 @@ def main(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from explorer import ServeConfig, UploadLimits, build_app, launch_options, open_context
+    from explorer.auth import read_credentials
 
-    auth = None
-    if args.auth:
-        user, sep, password = args.auth.partition(":")
-        if not sep or not user or not password:
-            print("error: --auth must be USER:PASS", file=sys.stderr)
-            return 2
-        auth = (user, password)
+    try:
+        auth = read_credentials(args.auth, args.auth_file, os.environ)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.host not in ("127.0.0.1", "localhost", "::1") and auth is None:
         print(
-            f"warning: listening on {args.host} without --auth: anyone who can reach this "
-            "machine can use the app",
+            f"warning: listening on {args.host} without a login (--auth-file): anyone who can "
+            "reach this machine can use the app",
             file=sys.stderr,
         )
     limits = UploadLimits(max_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels)

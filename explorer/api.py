@@ -2,7 +2,9 @@
 
 They have no place on the page: their components sit in a hidden column and the events have no
 trigger (gr.on with an empty trigger list), so only API calls run them. Bad input raises
-gr.Error with a clear message; the client gets it as an AppError.
+gr.Error with a clear message; the client gets it as an AppError. The number arguments reach
+the functions as sent (preprocess=False): gr.Number's own conversion fails on text, NaN and
+infinity with an error that a client sees only as "Error".
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def group_image(ctx: AppContext, path: str | None):
 def _k(ctx: AppContext, k) -> int:
     try:
         return int(np.clip(int(k), 1, ctx.config.max_k))
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:
         raise gr.Error(f"k must be a whole number, not {k!r}") from error
 
 
@@ -50,7 +52,7 @@ def similar_api(ctx: AppContext, slot_id, k):
     """(slot_id, k) -> (gallery, table with similarity) of the most similar collection slots."""
     try:
         slot = ctx.index.slot(int(slot_id))
-    except (TypeError, ValueError, KeyError) as error:
+    except (TypeError, ValueError, OverflowError, KeyError) as error:
         raise gr.Error(f"No slot {slot_id!r} in this index.") from error
     hits = ctx.index.similar(slot_id=int(slot["slot_id"]), k=_k(ctx, k))
     items = segments.gallery(ctx, hits, similar_panel.caption(ctx, segments.names(ctx)))
@@ -79,7 +81,11 @@ def build(ctx: AppContext) -> None:
         return similar_api(ctx, slot_id, k)
 
     model = {"concurrency_id": "model", "concurrency_limit": cfg.model_concurrency}
-    search = {"concurrency_id": "search", "concurrency_limit": cfg.search_concurrency}
+    search = {
+        "concurrency_id": "search",
+        "concurrency_limit": cfg.search_concurrency,
+        "preprocess": False,  # numbers as sent: the functions give the reason for bad ones
+    }
     gr.on([], group_image_endpoint, file, [overlay, segment_rows], api_name="group_image", **model)
     gr.on(
         [],

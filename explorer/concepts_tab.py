@@ -75,7 +75,7 @@ def parse_prototype(ctx: AppContext, value) -> int:
     """A prototype id from a dropdown / number / map click ('3' or '3:<timestamp>')."""
     try:
         prototype = int(float(str(value).split(":")[0]))
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:  # text, NaN, infinity
         raise gr.Error(f"Not a prototype: {value!r}") from error
     if not 0 <= prototype < ctx.num_prototypes:
         raise gr.Error(f"Prototype {prototype} does not exist (0 to {ctx.num_prototypes - 1}).")

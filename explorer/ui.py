@@ -10,10 +10,17 @@ import html
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from explorer import api, concepts_tab, evaluation_tab, image_tab
+from explorer.auth import ClientAddress, LoginGuard
 from explorer.context import AppContext
 from explorer.render import LEGEND_CSS
+
+# Gradio keeps a copy of every upload (and of every export handed out) in its cache folder; it
+# deletes those older than an hour, checking every 10 minutes (uploads are read at once; an
+# export link works for an hour). Without delete_cache, Gradio never deletes them.
+DELETE_CACHE = (600, 3600)  # (every seconds, older than seconds)
 
 # Gradio's gr.Plot has no click event: attach plotly_click to the concept map (again after every
 # re-render) and write "<prototype>:<time>" into a hidden textbox, whose .change runs in Python.
@@ -92,7 +99,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     for folder in (ctx.thumbs_dir, ctx.overlays_dir):
         folder.mkdir(parents=True, exist_ok=True)
     gr.set_static_paths([str(ctx.thumbs_dir), str(ctx.overlays_dir)])
-    with gr.Blocks(title="SlotCon Explorer", delete_cache=(3600, 6 * 3600)) as demo:
+    with gr.Blocks(title="SlotCon Explorer", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(describe(ctx), elem_id="header")
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Concepts", id="concepts"):
@@ -158,8 +165,12 @@ def launch_options(
     auth: tuple[str, str] | None = None,
 ) -> dict:
     """demo.launch(**options): binds to `host` (loopback by default, never a share link),
-    serves files only from the image root and the cache dir, blocks the index, its names file
-    and the checkpoint, and bounds upload size."""
+    serves only the pictures it makes (thumbnails and overlays, static paths set by build_app)
+    and the exports it hands out, blocks the index, its names file and the checkpoint, bounds
+    upload size, and limits failed logins per client when `auth` is given.
+
+    The collection's folder is not served: the app never hands out its originals, and it may
+    hold other files (annotations, notes)."""
     index_dir = Path(index_dir).resolve()
     blocked = [index_dir, index_dir.with_name(index_dir.name + ".labels.json")]
     if checkpoint is not None:
@@ -168,8 +179,9 @@ def launch_options(
         "server_name": host,
         "server_port": port,
         "share": False,
-        "auth": auth,
-        "allowed_paths": [str(Path(ctx.index.image_root).resolve()), str(ctx.cache_dir)],
+        "auth": LoginGuard(*auth) if auth else None,
+        "app_kwargs": {"middleware": [Middleware(ClientAddress)]},  # client address for auth
+        "allowed_paths": [str(ctx.exports_dir)],
         "blocked_paths": [str(p) for p in blocked],
         "max_file_size": ctx.config.limits.max_bytes,
         "css": CSS,

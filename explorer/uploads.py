@@ -36,8 +36,9 @@ def read_upload(path: str | Path | None, limits: UploadLimits) -> Upload:
     pixels on its longer side; the original size).
 
     Checks, in order: a file was given, its size in bytes, that PIL recognises it, its pixel
-    count and smallest side from the header, then a full decode (truncated files fail here).
-    Raises UploadRejected with a clear message for each.
+    count and smallest side from the header (as stored and once reduced to `work_side`), then
+    a full decode (truncated files fail here). Raises UploadRejected with a clear message for
+    each.
     """
     if path is None or str(path) == "":
         raise UploadRejected("No file was uploaded.")
@@ -74,6 +75,13 @@ def read_upload(path: str | Path | None, limits: UploadLimits) -> Upload:
             f"The image is only {width} x {height} pixels; at least {limits.min_side} x "
             f"{limits.min_side} is needed to find segments."
         )
+    short = min(reduced_size((width, height), limits.work_side))
+    if short < limits.min_side:  # a long thin strip: its short side shrinks with the long one
+        raise UploadRejected(
+            f"The image is {width} x {height} pixels: reduced to {limits.work_side} pixels on "
+            f"its longer side, it would be only {short} pixels on the other, and at least "
+            f"{limits.min_side} are needed to find segments. Please crop it."
+        )
     try:
         image = load_rgb(path, max_pixels=limits.max_pixels)
     except UnreadableImage as error:
@@ -81,13 +89,16 @@ def read_upload(path: str | Path | None, limits: UploadLimits) -> Upload:
             "The image could not be decoded completely (truncated or damaged file?)."
         ) from error
     original_size = image.size
-    if max(image.size) > limits.work_side:
-        scale = limits.work_side / max(image.size)
-        image = image.resize(
-            (max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-            Image.Resampling.LANCZOS,
-        )
+    size = reduced_size(image.size, limits.work_side)
+    if size != image.size:
+        image = image.resize(size, Image.Resampling.LANCZOS)
     return Upload(image, original_size)
+
+
+def reduced_size(size: tuple[int, int], work_side: int) -> tuple[int, int]:
+    """(W, H) -> the size with the longer side at most `work_side` (aspect ratio kept)."""
+    scale = min(1.0, work_side / max(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
 def _pixels(count: int) -> str:

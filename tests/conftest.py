@@ -22,7 +22,7 @@ def write_upload_samples(folder: Path) -> dict[str, Path]:
     """Files an upload form meets in the wild. Keys: good (a plain JPEG), cmyk, png16, exif
     (stored 80 x 40 with EXIF orientation 6, i.e. 40 x 80 upright), palette_alpha; bad:
     not_image, truncated, one_pixel, huge_header (a PNG whose header claims 30000 x 30000),
-    empty."""
+    empty, thin (4000 x 16: only 4 pixels high once reduced to the working size)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     paths = {}
@@ -65,6 +65,7 @@ def write_upload_samples(folder: Path) -> dict[str, Path]:
         + _png_chunk(b"IEND", b"")
     )
     path("empty.png").write_bytes(b"")
+    Image.new("RGB", (4000, 16), (90, 120, 30)).save(path("thin.png"))
     return paths
 
 

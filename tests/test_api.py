@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ BAD = {
     "one_pixel": "only 1 x 1 pixels",
     "huge_header": "more pixels than the limit",
     "empty": "empty",
+    "thin": "only 4 pixels",
 }
 
 
@@ -68,6 +71,40 @@ def test_bad_requests_get_clear_errors(client):
         client.predict(99, 5, api_name="/top_segments")
     with pytest.raises(AppError, match="No slot"):
         client.predict(123456789, 5, api_name="/similar")
+    with pytest.raises(AppError, match="Not a prototype: 'abc'"):
+        client.predict("abc", 5, api_name="/top_segments")
+    with pytest.raises(AppError, match="k must be a whole number, not 'many'"):
+        client.predict(1, "many", api_name="/top_segments")
+    with pytest.raises(AppError, match="No slot 'x'"):
+        client.predict("x", 5, api_name="/similar")
+
+
+def call_raw(url: str, api_name: str, body: str) -> str:
+    """POST a JSON body as it is (gradio_client refuses NaN) to /gradio_api/call/<api_name>;
+    -> the text of the result's event stream."""
+    request = urllib.request.Request(
+        f"{url}/gradio_api/call/{api_name}",
+        data=body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        event_id = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(f"{url}/gradio_api/call/{api_name}/{event_id}", timeout=60) as r:
+        return r.read().decode()
+
+
+@pytest.mark.parametrize(
+    ("api_name", "body", "reason"),
+    [
+        ("top_segments", '{"data": [NaN, 5]}', "Not a prototype: nan"),
+        ("top_segments", '{"data": [Infinity, 5]}', "Not a prototype: inf"),
+        ("top_segments", '{"data": [1, NaN]}', "k must be a whole number, not nan"),
+        ("similar", '{"data": [-Infinity, 5]}', "No slot -inf"),
+    ],
+)
+def test_nan_and_infinite_arguments_get_the_reason(explorer_app, api_name, body, reason):
+    events = call_raw(explorer_app, api_name, body)
+    assert "event: error" in events and reason in events, events
 
 
 @pytest.mark.parametrize("kind", sorted(BAD))
@@ -99,11 +136,23 @@ def test_uploads_over_the_byte_limit_are_refused_by_the_server(client, explorer_
     assert len(gallery) == 1
 
 
-def test_only_images_and_the_cache_are_served(explorer_app, explorer_data, explorer_ctx):
+def test_only_the_apps_pictures_are_served(client, explorer_app, explorer_data, explorer_ctx):
+    """Thumbnails and overlays, which the app hands out, are served; nothing else: not the
+    index, the checkpoint, the names, nor the collection folder, whose originals the app never
+    hands out and which may hold other files (annotations, notes)."""
     base = f"{explorer_app}/gradio_api/file="
+    _, table = client.predict(1, 1, api_name="/top_segments")
+    thumbnail = explorer_ctx.thumbs_dir / f"{table['data'][0][0]}.jpg"  # slot_id.jpg
+    assert thumbnail.is_file() and http_status(base + str(thumbnail)) == 200
     image = sorted(explorer_data["images"].glob("*.jpg"))[0]
-    assert http_status(base + str(image)) == 200
+    notes = explorer_data["images"] / "notes.txt"
+    notes.write_text("not a picture")
+    try:
+        assert http_status(base + str(notes)) in (403, 404)
+    finally:
+        notes.unlink()
     for secret in (
+        image,
         explorer_data["index"] / "manifest.json",
         explorer_data["index"] / "slots.arrow",
         explorer_data["index"] / "assignments" / "00000.bin",

@@ -78,7 +78,7 @@ def test_thumbnail_is_the_mask_in_red_around_the_bbox(explorer_ctx):
 def test_parse_prototype_accepts_map_clicks_and_refuses_nonsense(explorer_ctx):
     assert concepts_tab.parse_prototype(explorer_ctx, "3:1712345678") == 3
     assert concepts_tab.parse_prototype(explorer_ctx, 5.0) == 5
-    for bad in ("x", None, 8, -1):
+    for bad in ("x", None, 8, -1, float("nan"), float("inf"), "1e999"):
         with pytest.raises(gr.Error):
             concepts_tab.parse_prototype(explorer_ctx, bad)
 
@@ -276,7 +276,9 @@ def test_overlay_files_are_content_named_written_once_and_bounded(explorer_ctx, 
     assert Path(again).is_file()
 
 
-@pytest.mark.parametrize("kind", ["not_image", "truncated", "one_pixel", "huge_header", "empty"])
+@pytest.mark.parametrize(
+    "kind", ["not_image", "truncated", "one_pixel", "huge_header", "empty", "thin"]
+)
 def test_bad_uploads_raise_upload_rejected(explorer_ctx, upload_samples, kind):
     with pytest.raises(UploadRejected):
         image_tab.upload(explorer_ctx, str(upload_samples[kind]))
@@ -305,6 +307,11 @@ def test_api_functions(explorer_ctx, upload_samples):
         api.similar_api(ctx, 10**9, 3)
     with pytest.raises(gr.Error, match="does not exist"):
         api.top_segments_api(ctx, 99, 3)
+    for bad in (float("nan"), float("inf"), "many", None):
+        with pytest.raises(gr.Error, match="k must be a whole number"):
+            api.top_segments_api(ctx, 2, bad)
+        with pytest.raises(gr.Error, match="No slot"):
+            api.similar_api(ctx, bad, 3)
 
 
 def test_evaluation_tables(explorer_ctx):
@@ -322,13 +329,15 @@ def test_header_and_launch_options(explorer_ctx, explorer_data):
     assert options["server_name"] == "127.0.0.1" and options["share"] is False
     assert str(explorer_data["index"].resolve()) in options["blocked_paths"]
     assert str(explorer_data["checkpoint"].resolve()) in options["blocked_paths"]
-    assert str(ctx.cache_dir) in options["allowed_paths"]
+    assert options["allowed_paths"] == [str(ctx.exports_dir)]  # thumbnails: static paths
     assert options["max_file_size"] == ctx.config.limits.max_bytes
 
 
 def test_build_does_not_launch(explorer_ctx):
     demo = ui.build_app(explorer_ctx)
     assert isinstance(demo, gr.Blocks) and not demo.is_running
+    frequency, age = demo.delete_cache  # Gradio's copies of uploads: gone within the hour
+    assert age <= 3600 and frequency <= age / 4
     names = {d.api_name for d in demo.fns.values()}
     assert {"group_image", "top_segments", "similar"} <= names
 

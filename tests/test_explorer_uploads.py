@@ -16,6 +16,7 @@ REJECTED = {
     "one_pixel": "only 1 x 1 pixels",
     "huge_header": "more pixels than the limit",
     "empty": "empty",
+    "thin": "4000 x 16 pixels.*only 4 pixels",
 }
 
 
@@ -69,6 +70,14 @@ def test_exif_orientation_is_applied(upload_samples):
 def test_palette_with_transparency_is_composited(upload_samples):
     image = read_upload(upload_samples["palette_alpha"], LIMITS).image
     assert image.mode == "RGB" and tuple(np.asarray(image)[0, 0]) == (255, 255, 255)
+
+
+def test_the_smallest_side_is_checked_after_the_reduction_too(tmp_path):
+    path = tmp_path / "strip.png"
+    Image.new("RGB", (2048, 32), (1, 2, 3)).save(path)
+    assert read_upload(path, UploadLimits(work_side=1024)).image.size == (1024, 16)
+    with pytest.raises(UploadRejected, match="only 15 pixels"):
+        read_upload(path, UploadLimits(work_side=960))
 
 
 def test_large_images_are_reduced_to_the_working_size(tmp_path):
