@@ -27,6 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(without it the app browses the collection only)",
     )
     parser.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a second index of the same images (another checkpoint, K may differ): adds a "
+        "Compare tab with the prototype correspondence (computed at start, one pass over both "
+        "indexes' maps)",
+    )
+    parser.add_argument(
         "--image-root",
         type=Path,
         default=None,
@@ -112,6 +121,7 @@ def main(args: argparse.Namespace) -> int:
             ServeConfig(limits=limits),
             device=args.device,
             image_root=args.image_root,
+            compare=args.compare,
         )
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

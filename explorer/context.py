@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +14,7 @@ from explorer.render import palette
 from explorer.uploads import UploadLimits
 
 if TYPE_CHECKING:
+    from explorer.comparison import Comparison
     from indexing import ConceptIndex
     from model import SlotConEncoder
 
@@ -42,6 +43,7 @@ class AppContext:
     config: ServeConfig
     colours: np.ndarray  # (K, 3) uint8 palette, one colour per prototype
     index_key: str  # short hash of the index manifest: keeps thumbnails of two indexes apart
+    comparison: Comparison | None = None  # app.py --compare: a second index of the same images
 
     @property
     def num_prototypes(self) -> int:
@@ -77,10 +79,13 @@ def open_context(
     config: ServeConfig | None = None,
     device: str | None = None,
     image_root: str | Path | None = None,
+    compare: str | Path | None = None,
 ) -> AppContext:
     """Open the index (checking that it was built with `checkpoint`, when given; its images at
-    `image_root` when they moved) and load the encoder once. Raises indexing.IndexMismatchError /
-    IndexFormatError / model.CheckpointError / FileNotFoundError with clear messages."""
+    `image_root` when they moved) and load the encoder once; with `compare`, open that index of
+    the same images and compute the correspondence (explorer.comparison). Raises
+    indexing.IndexMismatchError / IndexFormatError / indexing.compare.ImageSetMismatch /
+    model.CheckpointError / FileNotFoundError with clear messages."""
     from indexing import ConceptIndex
     from model import load_encoder
 
@@ -88,7 +93,7 @@ def open_context(
     encoder = load_encoder(checkpoint, device=device) if checkpoint is not None else None
     cache = Path(cache_dir).resolve()
     cache.mkdir(parents=True, exist_ok=True)
-    return AppContext(
+    ctx = AppContext(
         index=index,
         encoder=encoder,
         cache_dir=cache,
@@ -96,3 +101,8 @@ def open_context(
         colours=palette(int(index.num_prototypes)),
         index_key=index_key(index.manifest),
     )
+    if compare is None:
+        return ctx
+    from explorer.comparison import open_comparison
+
+    return replace(ctx, comparison=open_comparison(ctx, compare))

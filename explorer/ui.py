@@ -12,7 +12,7 @@ from pathlib import Path
 import gradio as gr
 from starlette.middleware import Middleware
 
-from explorer import api, concepts_tab, evaluation_tab, image_tab
+from explorer import api, compare_tab, concepts_tab, evaluation_tab, image_tab
 from explorer.auth import ClientAddress, LoginGuard
 from explorer.context import AppContext
 from explorer.render import LEGEND_CSS
@@ -96,9 +96,12 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     Thumbnails and overlays are served in place from the cache dir (gr.set_static_paths, a
     process-wide Gradio setting): no hashing and copying of every file into Gradio's cache.
     """
-    for folder in (ctx.thumbs_dir, ctx.overlays_dir):
+    folders = [ctx.thumbs_dir, ctx.overlays_dir]
+    if ctx.comparison is not None:  # model B's thumbnails (same cache, B's own folder)
+        folders.append(ctx.comparison.other.thumbs_dir)
+    for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
-    gr.set_static_paths([str(ctx.thumbs_dir), str(ctx.overlays_dir)])
+    gr.set_static_paths([str(folder) for folder in folders])
     with gr.Blocks(title="SlotCon Explorer", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(describe(ctx), elem_id="header")
         with gr.Tabs(elem_id="tabs") as tabs:
@@ -108,6 +111,10 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 image = image_tab.build(ctx)
             with gr.Tab("Evaluation", id="evaluation"):
                 evaluation_tab.build(ctx)
+            if ctx.comparison is not None:  # app.py --compare B
+                with gr.Tab("Compare", id="compare"):
+                    compare_tab.build(ctx)
+                demo.load(None, js=compare_tab.HEATMAP_CLICK_JS)
         api.build(ctx)
         _wire_across(ctx, demo, tabs, concepts, image)
         demo.load(None, js=MAP_CLICK_JS)
@@ -175,6 +182,9 @@ def launch_options(
     blocked = [index_dir, index_dir.with_name(index_dir.name + ".labels.json")]
     if checkpoint is not None:
         blocked.append(Path(checkpoint).resolve())
+    if ctx.comparison is not None:  # index B: its tables and names file are not for download
+        other = Path(ctx.comparison.other.index.root).resolve()
+        blocked += [other, other.with_name(other.name + ".labels.json")]
     return {
         "server_name": host,
         "server_port": port,

@@ -1,0 +1,196 @@
+"""Compare tab (app.py --compare B): the correspondence heatmap of model A (the app's index)
+and model B; a pair of prototypes, picked from two dropdowns or by clicking a heatmap cell,
+shows both prototypes' top segments side by side; a collection image shows both groupings side
+by side with matched prototypes in the same colour. Also the API endpoints /compare_image and
+/correspondence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from explorer import comparison as comparisons
+from explorer import segments
+from explorer.concepts_tab import caption, top_segments
+from explorer.context import AppContext
+
+# gr.Plot has no click event: plotly_click on the heatmap writes "a,b:<time>" into a hidden
+# textbox whose .change runs in Python (the same bridge as the concept map's, see explorer.ui).
+HEATMAP_CLICK_JS = """
+() => {
+  const attach = () => {
+    document.querySelectorAll('#compare-heatmap .js-plotly-plot').forEach((plot) => {
+      if (plot.dataset.slotconClick || typeof plot.on !== 'function') return;
+      plot.dataset.slotconClick = '1';
+      plot.on('plotly_click', (event) => {
+        const point = event && event.points && event.points[0];
+        const cell = point && point.customdata;  // [a, b]: a typed array (plotly's bdata)
+        if (!cell || cell.length < 2) return;
+        const box = document.querySelector('#compare-click textarea, #compare-click input');
+        if (!box) return;
+        box.value = `${cell[0]},${cell[1]}:${Date.now()}`;
+        box.dispatchEvent(new Event('input', { bubbles: true }));
+      });
+    });
+  };
+  new MutationObserver(attach).observe(document.body, { childList: true, subtree: true });
+  attach();
+}
+"""
+
+
+def _prototype(value, k: int, side: str) -> int:
+    try:
+        prototype = int(value)
+    except (TypeError, ValueError) as error:
+        raise gr.Error(f"Pick a prototype of model {side}, not {value!r}.") from error
+    if not 0 <= prototype < k:
+        raise gr.Error(f"Model {side} has prototypes 0 to {k - 1}, not {prototype}.")
+    return prototype
+
+
+def show_pair(ctx: AppContext, a, b, k):
+    """-> (pair markdown, gallery A, gallery B) of prototypes a (model A) and b (model B)."""
+    comparison = ctx.comparison
+    k_a, k_b = comparison.result.shape
+    a, b = _prototype(a, k_a, "A"), _prototype(b, k_b, "B")
+    hits_a = top_segments(ctx, a, k)
+    hits_b = top_segments(comparison.other, b, k)
+    return (
+        comparisons.pair_text(comparison, a, b),
+        segments.gallery(ctx, hits_a, caption),
+        segments.gallery(comparison.other, hits_b, caption),
+    )
+
+
+def compare_image(ctx: AppContext, image_id):
+    """A collection image id (model A's numbering) -> (overlay A path, overlay B path, matched
+    segment table)."""
+    try:
+        return comparisons.overlay_files(ctx, ctx.comparison, int(image_id))
+    except (TypeError, ValueError, KeyError) as error:
+        ids = ctx.index.image_ids()
+        raise gr.Error(
+            f"No image {image_id!r} in this collection ({len(ids)} images, ids {min(ids)} to "
+            f"{max(ids)})."
+        ) from error
+
+
+@dataclass
+class CompareTab:
+    proto_a: gr.Dropdown
+    proto_b: gr.Dropdown
+    image_id: gr.Number
+
+
+def build(ctx: AppContext) -> CompareTab:
+    comparison = ctx.comparison
+    k_a, k_b = comparison.result.shape
+    cfg = ctx.config
+    first_a = int(comparison.order_a[0])
+    first_b = comparisons.partner(comparison, first_a)
+    first_b = int(comparison.order_b[0]) if first_b is None else first_b
+    gr.Markdown(comparisons.summary(comparison), elem_id="compare-summary")
+    gr.Plot(comparisons.heatmap(comparison), elem_id="compare-heatmap", show_label=False)
+    click = gr.Textbox(visible="hidden", elem_id="compare-click")
+    with gr.Row(equal_height=False, elem_classes="bottom-aligned"):
+        proto_a = gr.Dropdown(
+            [(f"A{p}", int(p)) for p in comparison.order_a],
+            value=first_a,
+            label="Model A prototype (picks its matched partner in B)",
+            elem_id="compare-a",
+        )
+        proto_b = gr.Dropdown(
+            [(f"B{p}", int(p)) for p in comparison.order_b],
+            value=first_b,
+            label="Model B prototype",
+            elem_id="compare-b",
+        )
+        k = gr.Slider(1, cfg.max_k, value=cfg.default_k, step=1, label="segments shown")
+    text, items_a, items_b = show_pair(ctx, first_a, first_b, cfg.default_k)
+    pair = gr.Markdown(text, elem_id="compare-pair")
+    with gr.Row():
+        gallery_a = gr.Gallery(items_a, label="A: top segments", columns=4, elem_id="compare-ga")
+        gallery_b = gr.Gallery(items_b, label="B: top segments", columns=4, elem_id="compare-gb")
+    ids = ctx.index.image_ids()
+    with gr.Row(equal_height=False, elem_classes="bottom-aligned"):
+        image_id = gr.Number(
+            value=ids[0],
+            precision=0,
+            label=f"Collection image id ({min(ids)} to {max(ids)})",
+            elem_id="compare-image-id",
+        )
+        show = gr.Button("Compare groupings", elem_id="compare-image-btn")
+    over_a, over_b, table = compare_image(ctx, ids[0])
+    with gr.Row():
+        overlay_a = gr.Image(over_a, label="model A", elem_id="compare-overlay-a")
+        overlay_b = gr.Image(
+            over_b, label="model B (matched: same colour)", elem_id="compare-overlay-b"
+        )
+    pairs = gr.Dataframe(
+        table, label="segments of this image, matched pairs first", elem_id="compare-table"
+    )
+
+    light = {"concurrency_id": "render", "concurrency_limit": cfg.search_concurrency}
+
+    def on_a(a, k):
+        b = comparisons.partner(comparison, _prototype(a, k_a, "A"))
+        b = first_b if b is None else b
+        return (b, *show_pair(ctx, a, b, k))
+
+    def on_pair(a, b, k):
+        return show_pair(ctx, a, b, k)
+
+    def on_click(value, k):
+        try:
+            a, b = (int(v) for v in str(value).split(":")[0].split(","))
+        except ValueError:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return (a, b, *show_pair(ctx, a, b, k))
+
+    def on_image(image_id):
+        return compare_image(ctx, image_id)
+
+    hidden = {"api_visibility": "private", **light}
+    proto_a.input(on_a, [proto_a, k], [proto_b, pair, gallery_a, gallery_b], **hidden)
+    gr.on(
+        [proto_b.input, k.release],
+        on_pair,
+        [proto_a, proto_b, k],
+        [pair, gallery_a, gallery_b],
+        **hidden,
+    )
+    click.change(on_click, [click, k], [proto_a, proto_b, pair, gallery_a, gallery_b], **hidden)
+    gr.on(
+        [show.click, image_id.submit], on_image, image_id, [overlay_a, overlay_b, pairs], **hidden
+    )
+    _endpoints(ctx)
+    return CompareTab(proto_a=proto_a, proto_b=proto_b, image_id=image_id)
+
+
+def _endpoints(ctx: AppContext) -> None:
+    """/compare_image and /correspondence: API only (no trigger on the page)."""
+    with gr.Column(visible=False):
+        image_id = gr.Number(precision=0, label="image_id")
+        overlay_a = gr.Image(format="png", label="overlay A")
+        overlay_b = gr.Image(format="png", label="overlay B")
+        pairs = gr.Dataframe(label="matched segments")
+        table = gr.Dataframe(label="correspondence")
+
+    def compare_image_endpoint(image_id):
+        return compare_image(ctx, image_id)
+
+    def correspondence_endpoint():
+        return comparisons.correspondence_table(ctx.comparison)
+
+    search = {"concurrency_id": "search", "concurrency_limit": ctx.config.search_concurrency}
+    gr.on(
+        [],
+        compare_image_endpoint,
+        image_id,
+        [overlay_a, overlay_b, pairs],
+        api_name="compare_image",
+        **search,
+    )
+    gr.on([], correspondence_endpoint, None, table, api_name="correspondence", **search)

@@ -1,0 +1,227 @@
+"""app.py --compare: the Compare tab's functions, its API endpoints through gradio_client, the
+tab in Debian's chromium (Playwright), and indexes of different images refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from indexing.compare import ImageSetMismatch
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
+]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+TIMEOUT = 60_000  # ms; 2 shared CPU cores
+
+
+def save_encoder_k(path: Path, k: int, seed: int) -> Path:
+    """A tiny random encoder like conftest's, with K = k prototypes."""
+    import torch
+
+    from model.checkpoint import encoder_checkpoint, save_atomic
+    from model.config import TINY
+    from model.encoder import SlotConEncoder
+
+    torch.manual_seed(seed)
+    cfg = dataclasses.replace(TINY.model, num_prototypes=k)
+    save_atomic(encoder_checkpoint(cfg, SlotConEncoder(cfg).state_dict(), seed=seed), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def compare_data(explorer_data, tmp_path_factory) -> dict:
+    """Index B of the explorer's scenes (K = 5, ids in path order) and an index of 50 of them."""
+    from indexing import BuildConfig, build_index
+
+    root = tmp_path_factory.mktemp("compare-app")
+    checkpoint = save_encoder_k(root / "k5.pt", 5, seed=11)
+    config = BuildConfig(
+        checkpoint=checkpoint,
+        images=explorer_data["images"],
+        out=root / "b",
+        device="cpu",
+        workers=0,
+    )
+    build_index(config)
+    subset = root / "subset"
+    subset.mkdir()
+    for path in sorted(explorer_data["images"].glob("*.jpg"))[:50]:
+        shutil.copyfile(path, subset / path.name)
+    build_index(dataclasses.replace(config, images=subset, out=root / "subset-index"))
+    return {"b": config.out, "subset": root / "subset-index", "checkpoint_b": checkpoint}
+
+
+@pytest.fixture(scope="module")
+def compare_ctx(explorer_data, compare_data, tmp_path_factory):
+    from explorer import open_context
+
+    return open_context(
+        explorer_data["index"],
+        explorer_data["checkpoint"],
+        tmp_path_factory.mktemp("compare-cache"),
+        device="cpu",
+        compare=compare_data["b"],
+    )
+
+
+@pytest.fixture(scope="module")
+def compare_app(explorer_data, compare_ctx):
+    """The app with the Compare tab, launched in this process; yields its URL."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    from conftest import free_port
+
+    from explorer import build_app, launch_options
+
+    demo = build_app(compare_ctx)
+    options = launch_options(
+        compare_ctx, explorer_data["index"], explorer_data["checkpoint"], port=free_port()
+    )
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **options)
+    yield url.rstrip("/")
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(compare_app):
+    return Client(compare_app, verbose=False)
+
+
+def test_context_holds_the_correspondence(compare_ctx):
+    comparison = compare_ctx.comparison
+    assert comparison.result.shape == (8, 5) and comparison.result.images == 60
+    k_a = compare_ctx.num_prototypes
+    for a, b in zip(comparison.matching["a"], comparison.matching["b"]):
+        assert (comparison.other.colours[b] == compare_ctx.colours[a]).all()  # matched: same
+    unmatched = sorted(set(range(5)) - set(comparison.matching["b"]))
+    for b in unmatched:  # unmatched B prototypes wear colours no A prototype has
+        assert not (compare_ctx.colours[:k_a] == comparison.other.colours[b]).all(axis=1).any()
+    assert sorted(comparison.order_a) == list(range(8))
+    assert sorted(comparison.order_b) == list(range(5))
+
+
+def test_image_pair_table(compare_ctx):
+    from explorer.comparison import image_pair
+
+    image_id = compare_ctx.index.image_ids()[3]
+    over_a, over_b, table = image_pair(compare_ctx, compare_ctx.comparison, image_id)
+    assert over_a.shape == over_b.shape and over_a.dtype == np.uint8
+    assert list(table.columns) == ["a", "b", "area_a %", "area_b %", "iou_here", "iou_collection"]
+    assert table["area_a %"].sum() == pytest.approx(100, abs=1)
+    assert table["area_b %"].sum() == pytest.approx(100, abs=1)
+
+
+def test_different_image_sets_are_refused(explorer_data, compare_data, tmp_path, capsys):
+    from explorer import open_context
+
+    with pytest.raises(ImageSetMismatch, match="10 images differ"):
+        open_context(explorer_data["index"], None, tmp_path, compare=compare_data["subset"])
+    import app
+
+    status = app.main(
+        app.build_parser().parse_args(
+            ["--index", str(explorer_data["index"]), "--compare", str(compare_data["subset"])]
+            + ["--cache", str(tmp_path / "cache")]
+        )
+    )
+    assert status == 1
+    assert "10 images differ (10 only in A, 0 only in B, 50 in both" in capsys.readouterr().err
+
+
+def test_endpoints_are_named(client):
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert {"/compare_image", "/correspondence"} <= set(endpoints)
+
+
+def test_correspondence_endpoint(client, compare_ctx):
+    table = client.predict(api_name="/correspondence")
+    assert table["headers"] == ["a", "b", "pixels", "iou", "matched"]
+    rows = [dict(zip(table["headers"], row)) for row in table["data"]]
+    assert sum(r["pixels"] for r in rows) == int(compare_ctx.comparison.result.counts.sum())
+    matched = [(r["a"], r["b"]) for r in rows if r["matched"]]
+    expected = compare_ctx.comparison.matching
+    assert sorted(matched) == sorted(zip(expected["a"].tolist(), expected["b"].tolist()))
+
+
+def test_compare_image_endpoint(client, compare_ctx):
+    image_id = compare_ctx.index.image_ids()[5]
+    over_a, over_b, table = client.predict(image_id, api_name="/compare_image")
+    with Image.open(over_a) as a, Image.open(over_b) as b:
+        assert a.size == b.size and a.format == "PNG"
+    assert table["headers"][:2] == ["a", "b"] and table["data"]
+    with pytest.raises(AppError, match="No image 999999"):
+        client.predict(999999, api_name="/compare_image")
+
+
+# ---- the tab in a browser -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not shutil.which("chromium") and not os.path.exists("/usr/bin/chromium"):
+        pytest.skip("Debian's chromium is not installed (make chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--headless", "--no-sandbox", "--disable-gpu"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_compare_tab_in_the_browser(browser, compare_app, compare_ctx):
+    comparison = compare_ctx.comparison
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT)
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(compare_app)
+    page.wait_for_selector("#concept-gallery img")
+    page.get_by_role("tab", name="Compare").click()
+    page.wait_for_selector("#compare-ga img")
+    page.wait_for_selector("#compare-overlay-a img")
+    first = f"A{int(comparison.order_a[0])}"
+    assert page.inner_text("#compare-pair").startswith(first)
+    # click the heatmap cell of row 1, column 0 (rows top to bottom, matching order)
+    page.wait_for_selector("#compare-heatmap .nsewdrag")
+    box = page.locator("#compare-heatmap .nsewdrag").bounding_box()
+    k_a, k_b = comparison.result.shape
+    x = box["x"] + 0.5 * box["width"] / k_b
+    y = box["y"] + 1.5 * box["height"] / k_a
+    a, b = int(comparison.order_a[1]), int(comparison.order_b[0])
+    for _ in range(3):  # plotly takes a click only after a real hover; retry a missed one
+        page.mouse.move(x - 3, y - 3)
+        page.mouse.move(x, y)
+        page.wait_for_timeout(300)
+        page.mouse.down()
+        page.wait_for_timeout(80)
+        page.mouse.up()
+        try:
+            page.wait_for_function(
+                "t => (document.querySelector('#compare-pair') || {}).innerText?.startsWith(t)",
+                arg=f"A{a} ",
+                timeout=10_000,
+            )
+            break
+        except Exception:
+            continue
+    assert page.inner_text("#compare-pair").startswith(f"A{a} ")
+    assert f"B{b} " in page.inner_text("#compare-pair")
+    page.screenshot(path=str(ARTIFACTS / "compare_tab.png"), full_page=True)
+    page.close()
+    assert not errors, errors
