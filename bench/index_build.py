@@ -2,11 +2,15 @@
 
     python bench/index_build.py --sizes 200 1000                    # CPU, demo-sized model
     python bench/index_build.py --device cuda --coco-sized          # 5,000 x 640x480, R50 K 256
+    python bench/index_build.py --coco-sized --mixed-sizes --coco-images 300 --model demo
 
 CPU mode: the built-in scenes (192 px) indexed with a randomly initialised model of the demo
 preset's shape (ResNet-18 x 0.25, stride 8, K 32, D 32). --coco-sized: 5,000 generated 640 x 480
 JPEGs (smooth random colour fields) indexed at 448 px with the paper's shape (ResNet-50, K 256,
-D 256) at random weights (timings do not depend on the weights). Build time is the whole
+D 256) at random weights (timings do not depend on the weights); --mixed-sizes draws each
+image's size from frequent COCO sizes (landscape, portrait, square: MIXED_SIZES, not COCO's
+exact distribution), where batches of one padded shape matter; --model demo uses the demo
+preset's shape on them (at its own 192 px shorter side). Build time is the whole
 `indexing.build_index` call (decode, forward, maps, tables, faiss, atomic rename). Query
 latency: p50 / p95 over --queries random calls of top_segments(k=10), similar(slot, k=10) and
 similar(slot, k=10, prototype=p). Prints Markdown table rows and writes JSON.
@@ -49,22 +53,33 @@ def random_checkpoint(cfg: ModelConfig, path: Path, seed: int = 0) -> Path:
     return path
 
 
-def _coco_like(job: tuple[str, int]) -> None:
-    """One smooth random 640 x 480 JPEG (low-frequency colour field + fine noise)."""
-    folder, i = job
+# (W, H) of frequent COCO image sizes, repeated about as often as each other in val2017
+MIXED_SIZES = [(640, 480)] * 6 + [(640, 427)] * 3 + [(480, 640)] * 2 + [
+    (427, 640), (640, 428), (640, 426), (500, 375), (612, 612), (640, 360), (375, 500),
+    (640, 512), (640, 640),
+]  # fmt: skip
+
+
+def _coco_like(job: tuple[str, int, bool]) -> None:
+    """One smooth random JPEG (low-frequency colour field + fine noise), 640 x 480 or of a
+    size drawn from MIXED_SIZES."""
+    folder, i, mixed = job
     rng = np.random.default_rng(i)
+    W, H = MIXED_SIZES[rng.integers(len(MIXED_SIZES))] if mixed else (640, 480)
     field = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
-    image = Image.fromarray(field).resize((640, 480), Image.Resampling.BICUBIC)
-    pixels = np.asarray(image, dtype=np.int16) + rng.integers(-12, 13, (480, 640, 3))
+    image = Image.fromarray(field).resize((W, H), Image.Resampling.BICUBIC)
+    pixels = np.asarray(image, dtype=np.int16) + rng.integers(-12, 13, (H, W, 3))
     Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(
         Path(folder) / f"{i:012d}.jpg", quality=90
     )
 
 
-def coco_sized_images(folder: Path, count: int) -> Path:
+def coco_sized_images(folder: Path, count: int, mixed: bool = False) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     todo = [
-        (str(folder), i) for i in range(1, count + 1) if not (folder / f"{i:012d}.jpg").exists()
+        (str(folder), i, mixed)
+        for i in range(1, count + 1)
+        if not (folder / f"{i:012d}.jpg").exists()
     ]
     with multiprocessing.Pool(os.cpu_count() or 1) as pool:
         pool.map(_coco_like, todo, chunksize=16)
@@ -165,6 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", type=int, nargs="+", default=[200, 1000], help="scenes per run")
     p.add_argument("--coco-sized", action="store_true", help="5,000 x 640x480 JPEGs, R50 K 256")
     p.add_argument("--coco-images", type=int, default=5000, help="--coco-sized: image count")
+    p.add_argument(
+        "--mixed-sizes", action="store_true", help="--coco-sized: sizes from MIXED_SIZES"
+    )
+    p.add_argument(
+        "--model",
+        choices=("r50", "demo"),
+        default="r50",
+        help="--coco-sized: r50 (the paper's ResNet-50, K 256) or demo (the demo preset's shape)",
+    )
     p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--batch-size", type=int, default=16, help="16 on CPU; 64 on a GPU for R50")
     p.add_argument("--workers", type=int, default=2, help="decoding processes; 8 with a GPU")
@@ -181,9 +205,15 @@ def main(args: argparse.Namespace) -> None:
     try:
         print(HEADER, flush=True)
         if args.coco_sized:
-            images = coco_sized_images(work / "coco-sized", args.coco_images)
-            checkpoint = random_checkpoint(ModelConfig(), work / "r50_k256.pt")
-            name = f"{args.coco_images:,} x 640x480 JPEG, R50 K 256"
+            kind = "mixed" if args.mixed_sizes else "640x480"
+            images = coco_sized_images(work / f"coco-{kind}", args.coco_images, args.mixed_sizes)
+            if args.model == "r50":
+                checkpoint = random_checkpoint(ModelConfig(), work / "r50_k256.pt")
+                model = "R50 K 256"
+            else:
+                checkpoint = random_checkpoint(DEMO.model, work / "demo_shape.pt")
+                model = f"demo model (K {DEMO.model.num_prototypes}), 192 px"
+            name = f"{args.coco_images:,} x {kind} JPEG, {model}"
             rows.append(run_one(name, images, checkpoint, work / "index", args))
         else:
             checkpoint = random_checkpoint(DEMO.model, work / "demo_shape.pt")
