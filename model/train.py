@@ -314,8 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=sorted(PRESETS),
         default="demo",
-        help="paper-coco-r50: the paper's COCO run (8 GPUs); demo: small, about 75 min on 2 CPU "
-        "cores for 2,000 scenes; tiny: tests (default: demo)",
+        help="paper-coco-r50: the paper's COCO run (8 GPUs); demo: small, about 80 min on 2 CPU "
+        "cores for 2,000 scenes (docs/DEMO_MODEL.md); tiny: tests (default: demo)",
     )
     parser.add_argument(
         "--resume",
