@@ -128,9 +128,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(index: Path, checkpoint: Path | None, cache: Path) -> tuple[subprocess.Popen, str]:
+def start_app(
+    index: Path, checkpoint: Path | None, cache: Path, timeout: float = 180.0
+) -> tuple[subprocess.Popen, str]:
     """`python app.py` on a free port (without --checkpoint when None: browsing only); returns
-    (process, url) once it answers HTTP."""
+    (process, url) once it answers HTTP (RuntimeError after `timeout` seconds)."""
     port = free_port()
     command = [sys.executable, str(ROOT / "app.py"), "--index", str(index)]
     if checkpoint is not None:
@@ -139,7 +141,7 @@ def start_app(index: Path, checkpoint: Path | None, cache: Path) -> tuple[subpro
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"app.py exited with status {process.returncode}")
@@ -150,7 +152,7 @@ def start_app(index: Path, checkpoint: Path | None, cache: Path) -> tuple[subpro
         except OSError:
             time.sleep(0.5)
     process.terminate()
-    raise RuntimeError("app.py did not answer within 180 s")
+    raise RuntimeError(f"app.py did not answer within {timeout:.0f} s")
 
 
 def build_parser() -> argparse.ArgumentParser:

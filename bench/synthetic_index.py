@@ -200,6 +200,8 @@ def write_synthetic_index(cfg: SyntheticConfig, out: Path, images: Path | None =
         """Link each image to its layout and yield its assignment PNG, in path order."""
         for i in tqdm(range(n_images), desc="images", unit="img", smoothing=0.05):
             layout = layouts[chosen[i]]
+            if i % PER_FOLDER == 0:
+                (images / paths[i]).parent.mkdir()
             _link(layout.file, images / paths[i])
             yield encode_assignment(luts[i][layout.regions], cfg.prototypes)
 
@@ -290,7 +292,6 @@ class _Annotations:
 
 def _link(source: Path, target: Path) -> None:
     """A hard link (a directory entry, no data); a copy where links are not possible."""
-    target.parent.mkdir(exist_ok=True)
     try:
         os.link(source, target)
     except OSError:  # another file system, or the link limit of one file

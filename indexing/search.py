@@ -136,26 +136,16 @@ def stored_vectors(index: faiss.Index) -> np.ndarray:
     return vectors
 
 
-def exact_search(
-    vectors: np.ndarray, queries: np.ndarray, k: int, block: int = ADD_BLOCK
-) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force inner product: vectors (S, D), queries (Q, D) -> similarities (Q, k) and
-    rows (Q, k) int64, best first (k capped at S). Reads `vectors` a block of rows at a time."""
+def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force inner product (faiss.knn, BLAS in blocks): vectors (S, D) float32 (a mapped
+    view is not copied), queries (Q, D) -> similarities (Q, k) and rows (Q, k) int64, best
+    first (k capped at S)."""
     q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
     k = min(k, len(vectors))
-    best_sims = np.full((len(q), 0), -np.inf, np.float32)
-    best_rows = np.zeros((len(q), 0), np.int64)
-    for start in range(0, len(vectors), block):
-        sims = q @ np.asarray(vectors[start : start + block]).T  # (Q, b)
-        rows = np.broadcast_to(np.arange(start, start + sims.shape[1]), sims.shape)
-        sims = np.concatenate([best_sims, sims], axis=1)
-        rows = np.concatenate([best_rows, rows], axis=1)
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if sims.shape[1] > k else None
-        if top is not None:
-            sims, rows = np.take_along_axis(sims, top, 1), np.take_along_axis(rows, top, 1)
-        best_sims, best_rows = sims, rows
-    order = np.argsort(-best_sims, axis=1, kind="stable")
-    return np.take_along_axis(best_sims, order, 1), np.take_along_axis(best_rows, order, 1)
+    if k == 0:
+        return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    return faiss.knn(q, x, k, metric=faiss.METRIC_INNER_PRODUCT)
 
 
 def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:

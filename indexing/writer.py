@@ -8,6 +8,7 @@ import platform
 import sys
 import time
 from collections.abc import Iterable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import faiss
@@ -57,9 +58,9 @@ def write_index(
     prototype), as indexing.partial.Chunk. maps: the PNG bytes (indexing.assignments.
     encode_assignment) of each readable image, in path order. prototype_vectors: (K, D) float32.
     header: the manifest's description of the source: checkpoint, model, image_root,
-    annotations, image_ids, class_names, class_is_thing, build (its "seconds" are set here from
-    `started`). index_type: auto | flat | ivf (indexing.search). confusion (K, C) and
-    evaluation: the build's scores, when it had annotations.
+    annotations, image_ids, class_names, class_is_thing, build (its "finished" and "seconds"
+    are set here when `started` is given). index_type: auto | flat | ivf (indexing.search).
+    confusion (K, C) and evaluation: the build's scores, when it had annotations.
     """
     target = Path(target)
     K = len(prototype_vectors)
@@ -93,8 +94,10 @@ def write_index(
         "faiss": faiss_info,
         "versions": _versions(),
     }
-    if started is not None:
-        manifest["build"] = {**manifest.get("build", {}), "seconds": _since(started)}
+    if started is not None:  # finished: now, after the slow parts
+        finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        manifest["build"] = {**manifest.get("build", {}), "finished": finished}
+        manifest["build"]["seconds"] = _since(started)
     write_json_atomic(target / MANIFEST, manifest)
     return manifest
 

@@ -86,9 +86,9 @@ def test_ivf_recall_against_exact_search(tmp_path) -> None:
     np.testing.assert_array_equal(searcher.reconstruct(5), x[5])  # the exact vector
 
 
-def test_exact_search_in_blocks() -> None:
+def test_exact_search() -> None:
     x, q = _unit(1000, 8), _unit(7, 8, seed=3)
-    sims, rows = exact_search(x, q, 5, block=64)
+    sims, rows = exact_search(x, q, 5)
     expected = np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :5]
     np.testing.assert_array_equal(rows, expected)
     np.testing.assert_allclose(sims, np.take_along_axis(q @ x.T, expected, 1), atol=1e-6)
