@@ -23,6 +23,7 @@ from indexing.cocostuff import IGNORE_INDEX
 from indexing.views import View, view_geometry, view_image
 from model.data import UnreadableImage, load_rgb
 from model.encoder import Preprocessed, SlotConEncoder, assign_pixels, counted_region
+from model.workers import exit_with_parent
 
 MAX_PIXELS = 100_000_000  # larger images are skipped (their maps alone would take 200 MB)
 
@@ -124,6 +125,7 @@ def make_loader(
         pin_memory=pin_memory,
         prefetch_factor=4 if workers > 0 else None,
         persistent_workers=False,
+        worker_init_fn=exit_with_parent if workers > 0 else None,
     )
 
 

@@ -38,6 +38,7 @@ from model.optim import build_optimizer, learning_rate
 from model.outdir import check_output_dir, is_run_dir
 from model.slotcon import SlotCon, SlotConLosses, teacher_momentum
 from model.tensor_views import BatchTwoViews, DecodedImages
+from model.workers import exit_with_parent
 
 
 class TrainingDiverged(RuntimeError):
@@ -192,6 +193,7 @@ def _data(cfg: TrainConfig, per_rank: int, rank: int, world: int, device: torch.
         pin_memory=device.type == "cuda",
         drop_last=True,
         persistent_workers=cfg.workers > 0,
+        worker_init_fn=exit_with_parent if cfg.workers > 0 else None,
     )
     return sampler, lambda: ((views, int(skipped.gt(0).sum())) for views, skipped in loader)
 
