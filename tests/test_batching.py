@@ -91,7 +91,8 @@ def test_photo_alone_and_in_a_batch_of_its_shape_give_the_same_grouping(photos) 
         alone = encoder(xi, encoder.valid_mask([info], tuple(xi.shape[-2:])))
         torch.testing.assert_close(batched.dots[i], alone.dots[0], rtol=0, atol=1e-5)
         torch.testing.assert_close(batched.slots[i], alone.slots[0], rtol=0, atol=1e-5)
-        a, b = assign_pixels(batched.dots[i], info, 8), assign_pixels(alone.dots[0], info, 8)
+        a = assign_pixels(batched.dots[i], info, encoder.stride)
+        b = assign_pixels(alone.dots[0], info, encoder.stride)
         np.testing.assert_array_equal(a[0], b[0])
 
 
