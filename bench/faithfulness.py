@@ -33,7 +33,7 @@ from indexing.evaluation import (
     match_clusters,
     scores_from_mapping,
 )
-from indexing.extract import Geometry, preprocess
+from indexing.extract import Geometry, cell_scores, preprocess
 from indexing.groundtruth import CocoLabels
 from indexing.picie import cluster_map, fit_centroids, picie_scores
 from indexing.views import AUTHORS_VIEW
@@ -78,16 +78,11 @@ def unweighted_hungarian(counts: np.ndarray, vectors: np.ndarray):
     return scores_from_mapping(counts, match_clusters(cluster_counts)[clusters])
 
 
-def authors_cell_score(dots: torch.Tensor) -> np.ndarray:
-    """(K,) viz_slots.py's score of one image: mean dots over the argmax cells, +1e-6."""
-    masks = F.one_hot(dots.argmax(0), dots.shape[0]).permute(2, 0, 1).float() + 1e-6
-    return ((dots * masks).sum((1, 2)) / masks.sum((1, 2))).numpy()
-
-
-def top_overlap(ours: np.ndarray, theirs: np.ndarray, k: int = 5) -> float:
-    """Mean share (percent) of the top-k images per prototype that both scores pick; ours
-    (N, K) is nan where the prototype is absent (the index has no slot there)."""
-    shares = []
+def top_overlap(ours: np.ndarray, theirs: np.ndarray, k: int = 5) -> tuple[float, float]:
+    """(percent of the top-k images per prototype that both scores pick, percent of the
+    authors' top-k where the prototype has no pixel); ours (N, K) is nan where the prototype is
+    absent (the index has no slot there). Prototypes present in fewer than k images are left out."""
+    shares, absent = [], []
     for p in range(ours.shape[1]):
         present = np.flatnonzero(~np.isnan(ours[:, p]))
         if len(present) < k:
@@ -95,7 +90,10 @@ def top_overlap(ours: np.ndarray, theirs: np.ndarray, k: int = 5) -> float:
         a = set(present[np.argsort(-ours[present, p], kind="stable")[:k]])
         b = set(np.argsort(-theirs[:, p], kind="stable")[:k])
         shares.append(len(a & b) / k)
-    return 100.0 * float(np.mean(shares)) if shares else float("nan")
+        absent.append(len(b - set(present)) / k)
+    if not shares:
+        return float("nan"), float("nan")
+    return 100.0 * float(np.mean(shares)), 100.0 * float(np.mean(absent))
 
 
 def measure(args: argparse.Namespace) -> list[tuple[str, str, str]]:
@@ -216,13 +214,14 @@ def measure(args: argparse.Namespace) -> list[tuple[str, str, str]]:
         dots = fp32(x, torch.ones(1, 1, *info.map_size[::-1], dtype=torch.bool)).dots[0]
         _, pixels, score = assign_pixels(dots, info, fp32.stride)
         ours[i, pixels > 0] = score[pixels > 0]
-        theirs[i] = authors_cell_score(dots)
+        theirs[i] = cell_scores(dots, info)
     rows.append(
         (
-            "ranking score: mean upsampled dots over the slot's pixels (authors: over argmax "
-            "cells, +1e-6 on every cell)",
+            "ranking score of whole-image indexes: mean upsampled dots over the slot's pixels "
+            "(authors, and --authors-crop: over argmax cells, +1e-6 on every cell)",
             f"{len(pictures)} scenes at the authors' crop",
-            f"{top_overlap(ours, theirs):.1f} % of the top-5 images per prototype in common",
+            "{:.1f} % of the top-5 images per prototype in common; {:.1f} % of the authors' "
+            "top-5 are images without a pixel of the prototype".format(*top_overlap(ours, theirs)),
         )
     )
     return rows

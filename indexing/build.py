@@ -59,7 +59,7 @@ class BuildConfig:
     index_type: str = "auto"  # auto (by size) | flat (exact) | ivf (approximate): indexing.search
     chunk_size: int = 256  # images per saved chunk (per process)
     precision: str = "fp32"  # fp32 (scores as the paper's) | bf16 (autocast, faster on GPUs)
-    authors_crop: bool = False  # resize 256 + centre crop 224, as the authors' visualisation
+    authors_crop: bool = False  # resize 256 + crop 224 and cell scores, as the authors' figure
 
     def __post_init__(self) -> None:
         if self.index_type not in INDEX_TYPES:
@@ -267,7 +267,7 @@ def _extract_share(
         total=total, initial=done_images, desc=desc, unit="img", disable=rank != 0, smoothing=0.1
     ) as bar:
         for batch in batches_of_one_shape(loader, cfg.batch_size):
-            results = iter(extract_batch(encoder, batch))
+            results = iter(extract_batch(encoder, batch, cell_score=cfg.authors_crop))
             for item in batch.items:
                 j = chunk_of[item.position]
                 builder = builders[j]

@@ -97,8 +97,9 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
         "--authors-crop",
         action="store_true",
         help="like-for-like with the authors' visualisation: resize 256 + centre crop 224 "
-        "instead of whole images (maps outside the crop repeat its border; slots, scores "
-        "and the evaluation count the crop only)",
+        "instead of whole images, and their ranking score (mean dots over the argmax map "
+        "cells); maps outside the crop repeat its border, slots and the evaluation count the "
+        "crop only",
     )
 
 

@@ -162,15 +162,31 @@ def bounding_boxes(assignment: np.ndarray, num_prototypes: int) -> np.ndarray:
     return boxes
 
 
+def cell_scores(dots: torch.Tensor, info: Preprocessed) -> np.ndarray:
+    """(K,) float32 ranking score of the authors' viz_slots.py: the mean of each prototype's
+    dots over the valid map cells whose argmax it is, with 1e-6 added to every cell's weight."""
+    w, h = info.map_size
+    cells = dots[:, :h, :w].float().cpu()  # (K, h, w)
+    weights = F.one_hot(cells.argmax(0), cells.shape[0]).permute(2, 0, 1) + 1e-6  # (K, h, w)
+    return ((cells * weights).sum((1, 2)) / weights.sum((1, 2))).numpy().astype(np.float32)
+
+
 def image_slots(
-    dots: torch.Tensor, slots: torch.Tensor, info: Preprocessed, stride: int
+    dots: torch.Tensor,
+    slots: torch.Tensor,
+    info: Preprocessed,
+    stride: int,
+    cell_score: bool = False,
 ) -> ImageSlots:
     """One image: dots (K, h, w) of its padded input, slots (K, D) -> ImageSlots.
 
     Assignment = argmax of the bilinearly upsampled valid dots at image resolution; a prototype
-    with at least one (counted) pixel is a slot; score = mean of its dots over its pixels.
+    with at least one (counted) pixel is a slot; score = mean of its dots over its pixels, or
+    with cell_score the authors' score over map cells (cell_scores; the two rank differently).
     """
     assignment, pixels, score = assign_pixels(dots, info, stride)
+    if cell_score:
+        score = cell_scores(dots, info)
     K = pixels.shape[0]
     present = np.flatnonzero(pixels > 0)
     x0, y0, x1, y1 = counted_region(info, stride)
@@ -187,13 +203,16 @@ def image_slots(
     )
 
 
-def extract_batch(encoder: SlotConEncoder, batch: Batch) -> list[ImageSlots]:
-    """Run the encoder on a padded batch; ImageSlots of each readable image, in order."""
+def extract_batch(
+    encoder: SlotConEncoder, batch: Batch, cell_score: bool = False
+) -> list[ImageSlots]:
+    """Run the encoder on a batch; ImageSlots of each readable image, in order (cell_score:
+    the authors' ranking score, see image_slots)."""
     if batch.x is None:
         return []
     valid = encoder.valid_mask(batch.infos, tuple(batch.x.shape[-2:]))  # (B, 1, h, w)
     out = encoder(batch.x, valid)  # dots (B, K, h, w), slots (B, K, D)
     return [
-        image_slots(out.dots[i], out.slots[i], info, encoder.stride)
+        image_slots(out.dots[i], out.slots[i], info, encoder.stride, cell_score)
         for i, info in enumerate(batch.infos)
     ]

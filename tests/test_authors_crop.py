@@ -13,7 +13,14 @@ from PIL import Image
 
 from indexing import ConceptIndex, build_index
 from indexing.evaluate import index_confusion
-from indexing.extract import Geometry, ImageFiles, crop_region, image_slots, preprocess
+from indexing.extract import (
+    Geometry,
+    ImageFiles,
+    cell_scores,
+    crop_region,
+    image_slots,
+    preprocess,
+)
 from indexing.groundtruth import CocoLabels
 from indexing.views import AUTHORS_VIEW
 from model.encoder import Preprocessed, assign_pixels, counted_region
@@ -68,6 +75,21 @@ def test_maps_follow_the_crop_and_count_only_its_pixels() -> None:
     boxes = result.bbox
     assert (boxes[:, 0] >= x0).all() and (boxes[:, 0] + boxes[:, 2] <= x1).all()
     assert (boxes[:, 1] == y0).all() and (boxes[:, 3] == y1 - y0).all()
+
+
+def test_the_authors_ranking_score_by_hand() -> None:
+    dots = torch.tensor([[[0.9, 0.2, 0.5]], [[0.1, 0.6, 0.0]], [[0.3, 0.3, 0.4]]])  # (3, 1, 3)
+    info = Preprocessed((96, 32), (96, 32), (2, 1))  # the third cell is padding
+    e = 1e-6  # cell 0 -> prototype 0, cell 1 -> prototype 1; prototype 2 wins none
+    expected = [
+        (0.9 * (1 + e) + 0.2 * e) / (1 + 2 * e),
+        (0.1 * e + 0.6 * (1 + e)) / (1 + 2 * e),
+        (0.3 * e + 0.3 * e) / (2 * e),
+    ]
+    np.testing.assert_allclose(cell_scores(dots, info), expected, rtol=1e-6)
+    slots = image_slots(dots, torch.randn(3, 4), info, 32, cell_score=True)
+    assert list(slots.prototype) == [0, 1]
+    np.testing.assert_allclose(slots.score, expected[:2], rtol=1e-6)
 
 
 def test_labels_outside_the_crop_are_not_counted(tmp_path) -> None:
