@@ -77,7 +77,7 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
         choices=("auto", "flat", "ivf"),
         default="auto",
         help="auto (recommended): flat up to 250,000 slots, ivf above; flat: exact search, "
-        "about 35 ms a query at a million slots on 2 CPU cores; ivf: approximate candidates "
+        "about 17 ms a query at a million slots on one CPU core; ivf: approximate candidates "
         "re-ranked exactly, about 1 ms at a million (recall@10 >= 0.95, docs/BENCHMARKS.md)",
     )
     p.add_argument(

@@ -2,8 +2,8 @@
 
 Embeddings are L2-normalised float32, so inner product = cosine similarity; faiss ids are the
 slot ids 0..S-1 (vectors are added in slot order). Two index types:
-- flat: `IndexFlatIP`, exact. Its cost grows with S x D per query: about 6 ms at 200k slots and
-  35 ms at 1M (D 32, one core of a busy 2-core machine, docs/BENCHMARKS.md).
+- flat: `IndexFlatIP`, exact. Its cost grows with S x D per query: 1 ms of CPU at 100k slots,
+  4 ms at 250k, 17 ms at 1M (D 32, one core of the 2-core machine of docs/BENCHMARKS.md).
 - ivf: `IVF{nlist},SQ8,RFlat`: an inverted file of 8-bit scalar-quantised vectors proposes
   k_factor x k candidates from nprobe lists, and the exact stored vectors (the RFlat part)
   re-rank them, so the similarities returned are exact and only recall is approximate.
@@ -28,8 +28,8 @@ from tqdm import tqdm
 faiss.cvar.distance_compute_blas_threshold = 20
 
 INDEX_TYPES = ("auto", "flat", "ivf")
-# auto: exact search up to this many slots. Flat search stays under ~10 ms a query there at
-# D 32 on two busy cores; COCO val2017 (~40k slots) stays exact at any D.
+# auto: exact search up to this many slots (4 ms a query at D 32, ~35 ms at D 256 on one core;
+# IVF answers 1M slots in about 1 ms). COCO val2017 (~40k slots) stays exact at any D.
 FLAT_MAX_SLOTS = 250_000
 # Searches smaller than this many query x vector pairs run on one OpenMP thread: waking more
 # threads costs more than it saves, and on a busy CPU (a web app's concurrent users) it turned a
@@ -123,17 +123,27 @@ def load_faiss(path: str | Path) -> faiss.Index:
 
 def stored_vectors(index: faiss.Index) -> np.ndarray:
     """(S, D) float32 read-only view of the exact vectors of a flat or IVF-RFlat index (no copy;
-    valid while `index` lives)."""
-    index = faiss.downcast_index(index)
-    flat = faiss.downcast_index(index.refine_index) if hasattr(index, "refine_index") else index
+    the view keeps the index alive)."""
+    owner = faiss.downcast_index(index)
+    flat = faiss.downcast_index(owner.refine_index) if hasattr(owner, "refine_index") else owner
     if not isinstance(flat, faiss.IndexFlat):
-        raise ValueError(f"{type(index).__name__}: no exact vectors stored (rebuild the index)")
+        raise ValueError(f"{type(owner).__name__}: no exact vectors stored (rebuild the index)")
     S, D = int(flat.ntotal), int(flat.d)
     if S == 0:
         return np.zeros((0, D), np.float32)
-    vectors = faiss.rev_swig_ptr(flat.get_xb(), S * D).reshape(S, D)
-    vectors.flags.writeable = False
-    return vectors
+    raw = faiss.rev_swig_ptr(flat.get_xb(), S * D).reshape(S, D)
+    return np.asarray(_KeepAlive(raw, index))
+
+
+class _KeepAlive:
+    """An array interface over faiss memory that holds the faiss index: the numpy view made
+    from it (its base) cannot outlive the memory it points into."""
+
+    def __init__(self, raw: np.ndarray, index: faiss.Index):
+        self.index = index
+        interface = dict(raw.__array_interface__)
+        interface["data"] = (interface["data"][0], True)  # read-only
+        self.__array_interface__ = interface
 
 
 def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -184,5 +184,5 @@ def test_bench_writes_and_measures_a_small_index(tmp_path, capsys) -> None:
     assert bench.main(bench.build_parser().parse_args([*args, "--json", str(out)])) == 0
     summary = json.loads(out.read_text())
     assert summary["slots"] == 3000 and summary["library"]["recall_at_10"] == 1.0
-    assert summary["library"]["similar"]["p50_ms"] > 0 and summary["files"] < 20
+    assert summary["library"]["warm"]["similar"]["p50_ms"] > 0 and summary["files"] < 20
     assert "| 3,000 |" in capsys.readouterr().out  # (no timing is asserted)

@@ -3,6 +3,7 @@ search, memory-mapped loading, GPU placement (skipped without)."""
 
 from __future__ import annotations
 
+import gc
 import threading
 
 import numpy as np
@@ -19,6 +20,7 @@ from indexing.search import (
     load_faiss,
     recall_at_k,
     save_faiss,
+    stored_vectors,
 )
 
 
@@ -104,6 +106,9 @@ def test_loaded_index_is_memory_mapped(tmp_path) -> None:
         searcher = SlotSearcher(load_faiss(path), gpu=False)
         assert str(path) in open("/proc/self/maps").read()  # noqa: SIM115
         assert not searcher.vectors.flags.writeable and not searcher.vectors.flags.owndata
+        vectors = stored_vectors(load_faiss(path))  # the view keeps its index alive
+        gc.collect()
+        np.testing.assert_array_equal(vectors[-1], searcher.vectors[-1])
 
 
 def test_concurrent_searches(tmp_path) -> None:
