@@ -153,8 +153,8 @@ def write_synthetic_index(cfg: SyntheticConfig, out: Path, images: Path | None =
     out = Path(out).absolute()
     images = Path(images or out.with_name(out.name + ".images")).absolute()
     check_output_dir(out, is_index_dir, "an index")
-    if cfg.slots < 1 or cfg.prototypes < 1 or cfg.dim < 1:
-        raise ValueError("slots, prototypes and dim must be >= 1")
+    if cfg.slots < 1 or cfg.prototypes < 1 or cfg.dim < 1 or cfg.layouts < MAX_REGIONS:
+        raise ValueError(f"slots, prototypes and dim must be >= 1, layouts >= {MAX_REGIONS}")
     rng = np.random.default_rng(cfg.seed)
     shutil.rmtree(images, ignore_errors=True)
     layouts = make_layouts(images / "layouts", cfg.layouts, rng)
