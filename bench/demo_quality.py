@@ -89,11 +89,10 @@ def main(args: argparse.Namespace) -> int:
     )
     labels = CocoLabels(ann)
     trained = load_encoder(args.checkpoint, device="cpu")
-    torch.manual_seed(args.init_seed)
-    random_init = SlotConEncoder(trained.cfg, trained.input_size)
     encoders = {"trained": trained}
     if not args.no_random_init:
-        encoders["random init"] = random_init
+        torch.manual_seed(args.init_seed)
+        encoders["random init"] = SlotConEncoder(trained.cfg, trained.input_size)
     rows = {}
     for name, encoder in encoders.items():
         rows[name] = score_encoder(encoder, labels, root / "val")

@@ -29,7 +29,7 @@ from machine import cpu_name  # bench/machine.py, beside this script
 from model.config import PRESETS, override
 from model.optim import build_optimizer
 from model.slotcon import SlotCon
-from model.train import _autocast_dtype, _data, optimisation_step
+from model.train import _autocast_dtype, _data, optimisation_step, views_to_device
 
 
 def synthetic_views(batch: int, size: int, device: torch.device, seed: int = 0) -> list:
@@ -39,12 +39,7 @@ def synthetic_views(batch: int, size: int, device: torch.device, seed: int = 0) 
     corners = torch.rand(batch, 2, generator=g) * 0.4
     boxes = torch.cat([corners, corners + 0.5 + 0.1 * torch.rand(batch, 2, generator=g)], dim=1)
     flips = [torch.rand(batch, generator=g) < 0.5 for _ in range(2)]
-    tensors = [*views, boxes, boxes.clone(), *flips]
-    tensors = [t.to(device) for t in tensors]
-    if device.type == "cuda":
-        tensors[0] = tensors[0].contiguous(memory_format=torch.channels_last)
-        tensors[1] = tensors[1].contiguous(memory_format=torch.channels_last)
-    return tensors
+    return views_to_device([*views, boxes, boxes.clone(), *flips], device)
 
 
 def real_views(cfg, batch: int, device: torch.device):
@@ -52,11 +47,7 @@ def real_views(cfg, batch: int, device: torch.device):
     _, batches = _data(cfg, batch, 0, 1, device)
     while True:
         for views, _ in batches():
-            tensors = [t.to(device) for t in views]
-            if device.type == "cuda":
-                tensors[0] = tensors[0].contiguous(memory_format=torch.channels_last)
-                tensors[1] = tensors[1].contiguous(memory_format=torch.channels_last)
-            yield tensors
+            yield views_to_device(views, device)
 
 
 def measure(

@@ -14,6 +14,7 @@ from explorer import comparison as comparisons
 from explorer import segments
 from explorer.concepts_tab import caption, top_segments
 from explorer.context import AppContext
+from explorer.image_tab import unknown_image
 
 # gr.Plot has no click event: plotly_click on the heatmap writes "a,b:<time>" into a hidden
 # textbox whose .change runs in Python (the same bridge as the concept map's, see explorer.ui).
@@ -70,11 +71,7 @@ def compare_image(ctx: AppContext, image_id):
     try:
         return comparisons.overlay_files(ctx, ctx.comparison, int(image_id))
     except (TypeError, ValueError, KeyError) as error:
-        ids = ctx.index.image_ids()
-        raise gr.Error(
-            f"No image {image_id!r} in this collection ({len(ids)} images, ids {min(ids)} to "
-            f"{max(ids)})."
-        ) from error
+        raise unknown_image(ctx, image_id) from error
 
 
 @dataclass

@@ -44,11 +44,16 @@ def open_image(ctx: AppContext, image_id, selected: int | None = None) -> ImageV
         image_id = int(image_id)
         return views.open_collection(ctx, image_id, selected)
     except (TypeError, ValueError, KeyError) as error:
-        ids = ctx.index.image_ids()
-        raise gr.Error(
-            f"No image {image_id!r} in this collection ({len(ids)} images, ids {min(ids)} to "
-            f"{max(ids)})."
-        ) from error
+        raise unknown_image(ctx, image_id) from error
+
+
+def unknown_image(ctx: AppContext, image_id) -> gr.Error:
+    """The message for an image id the collection does not hold."""
+    ids = ctx.index.image_ids()
+    return gr.Error(
+        f"No image {image_id!r} in this collection ({len(ids)} images, ids {min(ids)} to "
+        f"{max(ids)})."
+    )
 
 
 def open_hit(ctx: AppContext, hits: list[dict], index: int) -> ImageView:

@@ -88,22 +88,23 @@ class BatchTwoViews:
             draws.append(draw_views(random.Random(f"{self.seed}/{epoch}/{index}"), W, H, self.cfg))
             indices.append(index)
         B = len(keys)
+        # every list below: the B first views, then the B second views
+        crops = [d.crop1 for d in draws] + [d.crop2 for d in draws]
+        flipped = [d.flip1 for d in draws] + [d.flip2 for d in draws]
+        colours = [d.colour1 for d in draws] + [d.colour2 for d in draws]
+        overlaps = [d.overlap for d in draws] * 2
         boxes = torch.tensor(
             [
-                [b, c.left, c.top, c.left + c.width, c.top + c.height]
-                for crop in ("crop1", "crop2")
-                for b, d in enumerate(draws)
-                for c in [getattr(d, crop)]
+                [i % B, c.left, c.top, c.left + c.width, c.top + c.height]
+                for i, c in enumerate(crops)
             ],
             dtype=torch.float32,
         )  # (2B, 5): batch index, XYXY image pixels
-        crops = roi_align(self.images.batch(indices), boxes, (S, S), 1.0, -1, aligned=True)
-        flips = torch.tensor([[d.flip1 for d in draws], [d.flip2 for d in draws]])  # (2, B)
-        crops = torch.where(flips.reshape(2 * B, 1, 1, 1), crops.flip(-1), crops).clamp_(0, 1)
-        colours = [d.colour1 for d in draws] + [d.colour2 for d in draws]
-        views = normalize(apply_colour(crops, colours))
-        coords = [
-            torch.stack([overlap_coords(getattr(d, c), d.overlap, getattr(d, f)) for d in draws])
-            for c, f in (("crop1", "flip1"), ("crop2", "flip2"))
-        ]
-        return TwoViews(views[:B], views[B:], coords[0], coords[1], flips[0], flips[1])
+        pixels = roi_align(self.images.batch(indices), boxes, (S, S), 1.0, -1, aligned=True)
+        flips = torch.tensor(flipped)  # (2B,)
+        pixels = torch.where(flips.view(-1, 1, 1, 1), pixels.flip(-1), pixels).clamp_(0, 1)
+        views = normalize(apply_colour(pixels, colours))
+        coords = torch.stack(
+            [overlap_coords(c, o, f) for c, o, f in zip(crops, overlaps, flipped)]
+        )  # (2B, 4)
+        return TwoViews(views[:B], views[B:], coords[:B], coords[B:], flips[:B], flips[B:])

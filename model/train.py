@@ -153,6 +153,15 @@ def optimisation_step(
     return losses
 
 
+def views_to_device(views, device: torch.device) -> list[torch.Tensor]:
+    """A batch's six TwoViews tensors on `device`, the two views channels_last on CUDA."""
+    tensors = [t.to(device, non_blocking=True) for t in views]
+    if device.type == "cuda":
+        tensors[0] = tensors[0].contiguous(memory_format=torch.channels_last)
+        tensors[1] = tensors[1].contiguous(memory_format=torch.channels_last)
+    return tensors
+
+
 def augment_config(cfg: TrainConfig) -> AugmentConfig:
     return AugmentConfig(
         size=cfg.image_size,
@@ -257,10 +266,7 @@ def train(cfg: TrainConfig, resume: bool = True, stop_after_epochs: int | None =
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 momentum = teacher_momentum(step, total_steps, cfg.teacher_momentum)
-                tensors = [t.to(device, non_blocking=True) for t in views]
-                if device.type == "cuda":
-                    tensors[0] = tensors[0].contiguous(memory_format=torch.channels_last)
-                    tensors[1] = tensors[1].contiguous(memory_format=torch.channels_last)
+                tensors = views_to_device(views, device)
 
                 losses = optimisation_step(
                     net,

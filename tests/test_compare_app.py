@@ -175,7 +175,13 @@ def browser():
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path="/usr/bin/chromium",
-            args=["--headless", "--no-sandbox", "--disable-gpu"],
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+            ],
         )
         yield browser
         browser.close()
@@ -184,6 +190,8 @@ def browser():
 @pytest.mark.browser
 @pytest.mark.slow
 def test_compare_tab_in_the_browser(browser, compare_app, compare_ctx):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     comparison = compare_ctx.comparison
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -218,7 +226,7 @@ def test_compare_tab_in_the_browser(browser, compare_app, compare_ctx):
                 timeout=10_000,
             )
             break
-        except Exception:
+        except PlaywrightTimeout:  # plotly did not register that click: hover and retry
             continue
     assert page.inner_text("#compare-pair").startswith(f"A{a} ")
     assert f"B{b} " in page.inner_text("#compare-pair")
