@@ -5,6 +5,12 @@ STAMP := $(VENV)/.installed
 DEMO_DATA := data/scenes
 DEMO_INDEX := data/index-demo
 DEMO_CHECKPOINT := assets/demo_encoder.pt
+# The demo model's training run: log.jsonl and two snapshots (epochs 20 and 40 of 60; the final
+# model is DEMO_CHECKPOINT). The app's Timeline tab shows it; the Compare tab compares the final
+# model with the epoch-20 snapshot, indexed over the same scenes.
+DEMO_RUN := assets/demo_run
+DEMO_EARLY := $(DEMO_RUN)/snapshots/encoder-epoch0020.pt
+DEMO_EARLY_INDEX := data/index-demo-epoch20
 
 .PHONY: demo test lint chromium
 
@@ -19,15 +25,24 @@ $(STAMP): pyproject.toml
 # or when it is of an older index format: dated back first, then remade by a second make (which
 # looks at the file afresh).
 demo: $(STAMP)
-	@$(PY) -c "import sys; from indexing.store import read_manifest; read_manifest(sys.argv[1])" \
-		$(DEMO_INDEX) 2>/dev/null || touch -c -d @0 $(DEMO_INDEX)/manifest.json
-	@$(MAKE) -q $(DEMO_INDEX)/manifest.json || $(MAKE) --no-print-directory $(DEMO_INDEX)/manifest.json
-	$(PY) app.py --index $(DEMO_INDEX) --checkpoint $(DEMO_CHECKPOINT)
+	@for index in $(DEMO_INDEX) $(DEMO_EARLY_INDEX); do \
+		$(PY) -c "import sys; from indexing.store import read_manifest; read_manifest(sys.argv[1])" \
+			$$index 2>/dev/null || touch -c -d @0 $$index/manifest.json; done
+	@$(MAKE) -q $(DEMO_INDEX)/manifest.json $(DEMO_EARLY_INDEX)/manifest.json || \
+		$(MAKE) --no-print-directory $(DEMO_INDEX)/manifest.json $(DEMO_EARLY_INDEX)/manifest.json
+	$(PY) app.py --index $(DEMO_INDEX) --checkpoint $(DEMO_CHECKPOINT) \
+		--compare $(DEMO_EARLY_INDEX) --run $(DEMO_RUN)
 
-$(DEMO_INDEX)/manifest.json: $(DEMO_CHECKPOINT) | $(STAMP)
+$(DEMO_DATA)/annotations/instances_val.json: | $(STAMP)
 	$(PY) -m model.scenes --out $(DEMO_DATA) --images 400 --size 192 --seed 1 --split val
+
+$(DEMO_INDEX)/manifest.json: $(DEMO_CHECKPOINT) $(DEMO_DATA)/annotations/instances_val.json | $(STAMP)
 	$(PY) -m indexing build --checkpoint $(DEMO_CHECKPOINT) --images $(DEMO_DATA)/val \
 		--annotations $(DEMO_DATA)/annotations/instances_val.json --out $(DEMO_INDEX)
+
+$(DEMO_EARLY_INDEX)/manifest.json: $(DEMO_EARLY) $(DEMO_DATA)/annotations/instances_val.json | $(STAMP)
+	$(PY) -m indexing build --checkpoint $(DEMO_EARLY) --images $(DEMO_DATA)/val \
+		--annotations $(DEMO_DATA)/annotations/instances_val.json --out $(DEMO_EARLY_INDEX)
 
 test: $(STAMP) chromium
 	$(PY) -m pytest

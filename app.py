@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from pathlib import Path
 
 
@@ -34,6 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="a second index of the same images (another checkpoint, K may differ): adds a "
         "Compare tab with the prototype correspondence (computed at start, one pass over both "
         "indexes' maps)",
+    )
+    parser.add_argument(
+        "--run",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="a training run's folder (`python -m model.train --out`, with --snapshot-every): "
+        "adds a Timeline tab with its loss curves and, for a prototype of this index, its "
+        "partner in every snapshot; the snapshots' indexes are built over this collection at "
+        "start, in the background, and cached in --cache",
     )
     parser.add_argument(
         "--image-root",
@@ -122,11 +133,14 @@ def main(args: argparse.Namespace) -> int:
             device=args.device,
             image_root=args.image_root,
             compare=args.compare,
+            run=args.run,
         )
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     demo = build_app(ctx)
+    if ctx.timeline is not None:
+        warm_timeline(ctx.timeline)
     options = launch_options(ctx, args.index, args.checkpoint, args.host, args.port, auth)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **options)
     print(f"SlotCon Explorer running at {url}  (Ctrl+C to stop)", flush=True)
@@ -137,6 +151,21 @@ def main(args: argparse.Namespace) -> int:
     finally:
         demo.close()
     return 0
+
+
+def warm_timeline(timeline) -> threading.Thread:
+    """Build the snapshots' missing indexes in the background, so that the Timeline tab is
+    ready when a user opens it (opening it earlier waits for this, with progress shown)."""
+
+    def warm() -> None:
+        try:
+            timeline.stages()
+        except Exception as error:  # the tab reports it again, to the user who opens it
+            print(f"warning: timeline not prepared: {error}", file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=warm, name="timeline-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from explorer.uploads import UploadLimits
 
 if TYPE_CHECKING:
     from explorer.comparison import Comparison
+    from explorer.timeline import Timeline
     from indexing import ConceptIndex
     from model import SlotConEncoder
 
@@ -44,6 +45,7 @@ class AppContext:
     colours: np.ndarray  # (K, 3) uint8 palette, one colour per prototype
     index_key: str  # short hash of the index manifest: keeps thumbnails of two indexes apart
     comparison: Comparison | None = None  # app.py --compare: a second index of the same images
+    timeline: Timeline | None = None  # app.py --run: a training run's snapshots beside this index
 
     @property
     def num_prototypes(self) -> int:
@@ -80,10 +82,12 @@ def open_context(
     device: str | None = None,
     image_root: str | Path | None = None,
     compare: str | Path | None = None,
+    run: str | Path | None = None,
 ) -> AppContext:
     """Open the index (checking that it was built with `checkpoint`, when given; its images at
     `image_root` when they moved) and load the encoder once; with `compare`, open that index of
-    the same images and compute the correspondence (explorer.comparison). Raises
+    the same images and compute the correspondence (explorer.comparison); with `run`, a
+    training run's folder for the Timeline (explorer.timeline; nothing is built yet). Raises
     indexing.IndexMismatchError / IndexFormatError / indexing.compare.ImageSetMismatch /
     model.CheckpointError / FileNotFoundError with clear messages."""
     from indexing import ConceptIndex
@@ -101,8 +105,12 @@ def open_context(
         colours=palette(int(index.num_prototypes)),
         index_key=index_key(index.manifest),
     )
-    if compare is None:
-        return ctx
-    from explorer.comparison import open_comparison
+    if compare is not None:
+        from explorer.comparison import open_comparison
 
-    return replace(ctx, comparison=open_comparison(ctx, compare))
+        ctx = replace(ctx, comparison=open_comparison(ctx, compare))
+    if run is not None:
+        from explorer.timeline import Timeline
+
+        ctx = replace(ctx, timeline=Timeline(ctx, run))
+    return ctx

@@ -12,7 +12,7 @@ from pathlib import Path
 import gradio as gr
 from starlette.middleware import Middleware
 
-from explorer import api, compare_tab, concepts_tab, evaluation_tab, image_tab
+from explorer import api, compare_tab, concepts_tab, evaluation_tab, image_tab, timeline_tab
 from explorer.auth import ClientAddress, LoginGuard
 from explorer.context import AppContext
 from explorer.render import LEGEND_CSS
@@ -115,6 +115,9 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 with gr.Tab("Compare", id="compare"):
                     compare_tab.build(ctx)
                 demo.load(None, js=compare_tab.HEATMAP_CLICK_JS)
+            if ctx.timeline is not None:  # app.py --run RUN_DIR
+                with gr.Tab("Timeline", id="timeline") as tab:
+                    timeline_tab.build(ctx, tab)
         api.build(ctx)
         _wire_across(ctx, demo, tabs, concepts, image)
         demo.load(None, js=MAP_CLICK_JS)
@@ -185,6 +188,8 @@ def launch_options(
     if ctx.comparison is not None:  # index B: its tables and names file are not for download
         other = Path(ctx.comparison.other.index.root).resolve()
         blocked += [other, other.with_name(other.name + ".labels.json")]
+    if ctx.timeline is not None:  # the run's checkpoints and log
+        blocked.append(ctx.timeline.run_dir)
     return {
         "server_name": host,
         "server_port": port,

@@ -142,6 +142,31 @@ def explorer_data(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright never downloads a browser of its own
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium driven by Playwright (skips when it is not installed)."""
+    import shutil
+
+    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+        pytest.skip("Debian's chromium is not installed (make test installs it: make chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
 def http_status(url: str) -> int:
     """The status of a GET on the app under test (loopback only)."""
     import urllib.error

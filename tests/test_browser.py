@@ -3,8 +3,6 @@ uploads, clicking segments, similar results. Screenshots go to tests/artifacts/.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -21,30 +19,8 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
 ]
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 TIMEOUT = 60_000  # ms; 2 shared CPU cores
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        pytest.skip("Debian's chromium is not installed (make test installs it: make chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-            ],
-        )
-        yield browser
-        browser.close()
 
 
 class OpenRequests:

@@ -166,27 +166,6 @@ def test_compare_image_endpoint(client, compare_ctx):
 # ---- the tab in a browser -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not shutil.which("chromium") and not os.path.exists("/usr/bin/chromium"):
-        pytest.skip("Debian's chromium is not installed (make chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-            ],
-        )
-        yield browser
-        browser.close()
-
-
 @pytest.mark.browser
 @pytest.mark.slow
 def test_compare_tab_in_the_browser(browser, compare_app, compare_ctx):

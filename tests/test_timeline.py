@@ -1,0 +1,240 @@
+"""app.py --run: a training run's log and snapshots beside the app's index (explorer.timeline),
+the /timeline endpoint through gradio_client, the Timeline tab in Debian's chromium, and the
+demo run committed under assets/."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import Client
+
+from explorer.timeline import Timeline, find_snapshots, loss_figure, read_log
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
+]
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+TIMEOUT = 60_000  # ms; 2 shared CPU cores
+
+
+def write_log(path: Path, steps: int, extra_lines: tuple[str, ...] = ()) -> None:
+    lines = [
+        json.dumps(
+            {"step": s, "epoch": (s - 1) // 5, "loss": 8 - s / 10, "group_loss": 9 - s / 10}
+            | {"slot_loss": 7 - s / 10, "lr": 1e-3}
+        )
+        for s in range(1, steps + 1)
+    ]
+    path.write_text("\n".join([*lines, *extra_lines]) + "\n")
+
+
+@pytest.fixture(scope="module")
+def run_dir(explorer_data, tmp_path_factory) -> Path:
+    """A run folder: 10 logged steps (5 per epoch), a snapshot after epoch 1 (another random
+    encoder, K 8 like the index's) and one after epoch 2 (the index's own checkpoint)."""
+    from conftest import save_random_encoder
+
+    run = tmp_path_factory.mktemp("run")
+    (run / "snapshots").mkdir()
+    sample = sorted(explorer_data["images"].glob("*.jpg"))[:8]
+    save_random_encoder(run / "snapshots" / "encoder-epoch0001.pt", seed=7, images=sample)
+    shutil.copyfile(explorer_data["checkpoint"], run / "snapshots" / "encoder-epoch0002.pt")
+    write_log(run / "log.jsonl", 10)
+    return run
+
+
+@pytest.fixture(scope="module")
+def timeline_ctx(explorer_data, run_dir, tmp_path_factory):
+    from explorer import open_context
+
+    return open_context(
+        explorer_data["index"],
+        explorer_data["checkpoint"],
+        tmp_path_factory.mktemp("timeline-cache"),
+        device="cpu",
+        run=run_dir,
+    )
+
+
+def test_read_log_skips_lines_it_cannot_read(tmp_path):
+    write_log(tmp_path / "log.jsonl", 4, ("{not json", "", '{"epoch": 3}', '{"step": 0, "loss'))
+    log = read_log(tmp_path)
+    assert log.steps["step"].tolist() == [1, 2, 3, 4]
+    assert log.unreadable == 3  # the blank line is not counted
+    assert log.steps["loss"].tolist() == pytest.approx([7.9, 7.8, 7.7, 7.6])
+    assert read_log(tmp_path / "absent").steps.empty
+
+
+def test_snapshots_sorted_by_epoch_number(tmp_path):
+    folder = tmp_path / "snapshots"
+    folder.mkdir()
+    for name in ("encoder-epoch0100.pt", "encoder-epoch0020.pt", "notes.pt", "encoder-epochX.pt"):
+        (folder / name).write_bytes(b"")
+    assert [s.epoch for s in find_snapshots(tmp_path)] == [20, 100]
+
+
+def test_loss_figure_buckets_long_logs(tmp_path):
+    write_log(tmp_path / "log.jsonl", 5000)
+    figure = loss_figure(read_log(tmp_path), [])
+    assert [trace.name for trace in figure.data] == ["loss", "group_loss", "slot_loss"]
+    assert all(len(trace.x) == 2000 for trace in figure.data)
+    assert float(figure.data[0].y[0]) == pytest.approx(np.mean([8 - s / 10 for s in (1, 2, 3)]))
+
+
+def test_a_folder_without_log_or_snapshots_is_refused(explorer_ctx, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        Timeline(explorer_ctx, tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="neither log.jsonl nor snapshots"):
+        Timeline(explorer_ctx, tmp_path)
+
+
+def test_stages_build_once_and_reuse_the_apps_index(timeline_ctx):
+    timeline = timeline_ctx.timeline
+    reported = []
+    stages = timeline.stages(lambda fraction, what: reported.append((fraction, what)))
+    assert [s.snapshot.epoch for s in stages] == [1, 2]
+    assert timeline.builds == 1  # epoch 2 is the app's own checkpoint: its index is used
+    assert stages[1].reused == "this index" and stages[1].ctx.index is timeline_ctx.index
+    assert stages[0].reused == "" and stages[0].result.images == 60
+    fractions = [f for f, _ in reported]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(0.5)
+    assert "epoch-1 snapshot" in reported[0][1]
+    timeline.stages()
+    assert timeline.builds == 1  # cached
+    # against itself every present prototype is its own partner at IoU 1
+    table = timeline.strip(0, stages)
+    assert table["epoch"].tolist() == [1, 2]
+    present = np.flatnonzero(stages[1].result.counts.sum(axis=1))
+    assert (stages[1].matched[present] == present).all()
+    first = int(present[0])
+    assert timeline.strip(first, stages).iloc[1][["partner", "iou"]].tolist() == [first, 1.0]
+
+
+def test_a_changed_snapshot_is_rebuilt_and_only_our_folder_replaced(
+    explorer_data, run_dir, tmp_path
+):
+    from conftest import save_random_encoder
+
+    from explorer import open_context
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    ctx = open_context(explorer_data["index"], None, tmp_path / "cache", run=run)
+    timeline = ctx.timeline
+    before = timeline.stages()[0]
+    old_folder = Path(before.ctx.index.root)
+    keep = timeline.cache / "epoch0001-notes"  # not an index: never deleted
+    keep.mkdir()
+    (keep / "mine.txt").write_text("a user's file")
+    sample = sorted(explorer_data["images"].glob("*.jpg"))[:8]
+    save_random_encoder(run / "snapshots" / "encoder-epoch0001.pt", seed=8, images=sample)
+    after = timeline.stages()[0]
+    assert timeline.builds == 2
+    assert Path(after.ctx.index.root) != old_folder and not old_folder.exists()
+    assert (keep / "mine.txt").read_text() == "a user's file"
+    assert not np.array_equal(before.result.counts, after.result.counts)
+
+
+def test_strip_galleries(timeline_ctx):
+    from explorer.timeline_tab import strip
+
+    status, table, shown = strip(timeline_ctx, 3, 4)
+    assert [label.split(" · ")[0] for label, _ in shown] == ["epoch 1", "epoch 2", "this index"]
+    assert all(1 <= len(items) <= 4 for _, items in shown if items)
+    assert all(Path(path).is_file() for _, items in shown for path, _ in items)
+    assert "p3" in status
+
+
+# ---- the app: endpoint, command line, browser ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def timeline_app(explorer_data, timeline_ctx):
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    from conftest import free_port
+
+    from explorer import build_app, launch_options
+
+    demo = build_app(timeline_ctx)
+    options = launch_options(
+        timeline_ctx, explorer_data["index"], explorer_data["checkpoint"], port=free_port()
+    )
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **options)
+    yield url.rstrip("/")
+    demo.close()
+
+
+def test_timeline_endpoint(timeline_app, timeline_ctx):
+    from gradio_client.exceptions import AppError
+
+    client = Client(timeline_app, verbose=False)
+    table = client.predict(2, api_name="/timeline")
+    assert table["headers"] == ["epoch", "partner", "iou", "how", "index"]
+    assert [row[0] for row in table["data"]] == [1, 2]
+    with pytest.raises(AppError, match="Prototype 99 does not exist"):
+        client.predict(99, api_name="/timeline")
+
+
+def test_app_refuses_a_missing_run_folder(explorer_data, tmp_path, capsys):
+    import app
+
+    args = ["--index", str(explorer_data["index"]), "--run", str(tmp_path / "nope")]
+    status = app.main(app.build_parser().parse_args([*args, "--cache", str(tmp_path / "c")]))
+    assert status == 1
+    assert "--run" in capsys.readouterr().err
+
+
+def test_run_folder_is_not_served(timeline_app, run_dir):
+    from conftest import http_status
+
+    target = run_dir / "snapshots" / "encoder-epoch0001.pt"
+    assert http_status(f"{timeline_app}/gradio_api/file={target}") in (403, 404)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_timeline_tab_in_the_browser(browser, timeline_app):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    page.set_default_timeout(TIMEOUT)
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(timeline_app)
+    page.wait_for_selector("#concept-gallery img")
+    page.get_by_role("tab", name="Timeline").click()
+    page.wait_for_selector("#timeline-loss .js-plotly-plot")
+    for elem_id in ("timeline-epoch-1", "timeline-epoch-2", "timeline-final"):
+        page.wait_for_selector(f"#{elem_id} img")
+    assert "epoch 1 · prototype" in page.inner_text("#timeline-epoch-1")
+    assert "partner" in page.inner_text("#timeline-table")
+    page.screenshot(path=str(ARTIFACTS / "timeline_tab.png"), full_page=True)
+    page.close()
+    assert not errors, errors
+
+
+# ---- the demo run that `make demo` opens ------------------------------------------------------
+
+
+def test_the_committed_demo_run_matches_the_demo_model():
+    from model import load_encoder
+
+    run = ROOT / "assets" / "demo_run"
+    files = [p for p in run.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 10 * 2**20
+    snapshots = find_snapshots(run)
+    assert [s.epoch for s in snapshots] == [20, 40]
+    final = load_encoder(ROOT / "assets" / "demo_encoder.pt", device="cpu")
+    for snapshot in snapshots:
+        encoder = load_encoder(snapshot.path, device="cpu")
+        assert encoder.cfg == final.cfg
+    log = read_log(run)
+    assert log.unreadable == 0 and log.steps["step"].tolist() == list(range(1, 1861))
+    assert log.steps["epoch"].max() == 59
