@@ -5,7 +5,9 @@ chromium driven by Playwright (as the browser tests; Playwright never downloads 
     .venv/bin/python bench/screenshots.py --url http://127.0.0.1:7860 --out docs
 
 Writes screenshot_concepts.png (the first prototype's top segments) and screenshot_image.png (the
-image of its second-best segment, opened from the gallery, with the grouping overlay).
+image of its second-best segment, opened from the gallery, with the grouping overlay); with
+`--timeline-prototype P` (an app started with --run) also screenshot_timeline.png (the Timeline
+tab for prototype P).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ FLAGS += ["--disable-background-networking"]
 ALL_IMAGES_LOADED = "() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
 
 
-def take(url: str, out: Path, prototype_row: int) -> None:
+def take(url: str, out: Path, prototype_row: int, timeline_prototype: int | None) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -42,6 +44,18 @@ def take(url: str, out: Path, prototype_row: int) -> None:
         page.wait_for_timeout(2000)
         page.wait_for_function(ALL_IMAGES_LOADED)
         page.screenshot(path=str(out / "screenshot_image.png"), full_page=True)
+        if timeline_prototype is not None:
+            page.get_by_role("tab", name="Timeline").click()
+            page.locator("#timeline-prototype input").fill(f"p{timeline_prototype} ")
+            page.keyboard.press("ArrowDown")
+            page.keyboard.press("Enter")
+            page.wait_for_function(
+                "t => (document.querySelector('#timeline-final') || {}).innerText?.includes(t)",
+                arg=f"p{timeline_prototype}",
+            )
+            page.wait_for_timeout(2000)
+            page.wait_for_function(ALL_IMAGES_LOADED)
+            page.screenshot(path=str(out / "screenshot_timeline.png"), full_page=True)
         browser.close()
 
 
@@ -52,8 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--row", type=int, default=0, help="concept table row to select first (0: as opened)"
     )
+    parser.add_argument(
+        "--timeline-prototype",
+        type=int,
+        default=None,
+        help="also screenshot the Timeline tab for this prototype (app started with --run)",
+    )
     args = parser.parse_args(argv)
-    take(args.url, Path(args.out), args.row)
+    take(args.url, Path(args.out), args.row, args.timeline_prototype)
     print(f"wrote {args.out}/screenshot_concepts.png and {args.out}/screenshot_image.png")
     return 0
 
