@@ -12,11 +12,16 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from explorer import segments, similar_panel
+from explorer import segments
 from explorer import view as views
-from explorer.concepts_tab import caption, parse_prototype, top_segments
+from explorer.actions import (
+    parse_prototype,
+    segment_caption,
+    similar_caption,
+    top_segments,
+    upload,
+)
 from explorer.context import AppContext
-from explorer.image_tab import upload
 from explorer.uploads import UploadRejected
 
 
@@ -44,7 +49,7 @@ def top_segments_api(ctx: AppContext, prototype, k):
     """(prototype, k) -> (gallery of Figure-3 thumbnails, table of the slots)."""
     prototype = parse_prototype(ctx, prototype)
     hits = top_segments(ctx, prototype, _k(ctx, k))
-    items = segments.gallery(ctx, hits, caption)
+    items = segments.gallery(ctx, hits, segment_caption)
     return items, segments.hit_table(ctx, hits)
 
 
@@ -55,7 +60,7 @@ def similar_api(ctx: AppContext, slot_id, k):
     except (TypeError, ValueError, OverflowError, KeyError) as error:
         raise gr.Error(f"No slot {slot_id!r} in this index.") from error
     hits = ctx.index.similar(slot_id=int(slot["slot_id"]), k=_k(ctx, k))
-    items = segments.gallery(ctx, hits, similar_panel.caption(ctx, segments.names(ctx)))
+    items = segments.gallery(ctx, hits, similar_caption(ctx, segments.names(ctx)))
     return items, segments.hit_table(ctx, hits)
 
 

@@ -10,11 +10,9 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from explorer import actions
 from explorer import comparison as comparisons
-from explorer import segments
-from explorer.concepts_tab import caption, top_segments
 from explorer.context import AppContext
-from explorer.image_tab import unknown_image
 
 # gr.Plot has no click event: plotly_click on the heatmap writes "a,b:<time>" into a hidden
 # textbox whose .change runs in Python (the same bridge as the concept map's, see explorer.ui).
@@ -39,39 +37,6 @@ HEATMAP_CLICK_JS = """
   attach();
 }
 """
-
-
-def _prototype(value, k: int, side: str) -> int:
-    try:
-        prototype = int(value)
-    except (TypeError, ValueError) as error:
-        raise gr.Error(f"Pick a prototype of model {side}, not {value!r}.") from error
-    if not 0 <= prototype < k:
-        raise gr.Error(f"Model {side} has prototypes 0 to {k - 1}, not {prototype}.")
-    return prototype
-
-
-def show_pair(ctx: AppContext, a, b, k):
-    """-> (pair markdown, gallery A, gallery B) of prototypes a (model A) and b (model B)."""
-    comparison = ctx.comparison
-    k_a, k_b = comparison.result.shape
-    a, b = _prototype(a, k_a, "A"), _prototype(b, k_b, "B")
-    hits_a = top_segments(ctx, a, k)
-    hits_b = top_segments(comparison.other, b, k)
-    return (
-        comparisons.pair_text(comparison, a, b),
-        segments.gallery(ctx, hits_a, caption),
-        segments.gallery(comparison.other, hits_b, caption),
-    )
-
-
-def compare_image(ctx: AppContext, image_id):
-    """A collection image id (model A's numbering) -> (overlay A path, overlay B path, matched
-    segment table)."""
-    try:
-        return comparisons.overlay_files(ctx, ctx.comparison, int(image_id))
-    except (TypeError, ValueError, KeyError) as error:
-        raise unknown_image(ctx, image_id) from error
 
 
 @dataclass
@@ -105,7 +70,7 @@ def build(ctx: AppContext) -> CompareTab:
             elem_id="compare-b",
         )
         k = gr.Slider(1, cfg.max_k, value=cfg.default_k, step=1, label="segments shown")
-    text, items_a, items_b = show_pair(ctx, first_a, first_b, cfg.default_k)
+    text, items_a, items_b = actions.show_pair(ctx, first_a, first_b, cfg.default_k)
     pair = gr.Markdown(text, elem_id="compare-pair")
     with gr.Row():
         gallery_a = gr.Gallery(items_a, label="A: top segments", columns=4, elem_id="compare-ga")
@@ -119,7 +84,7 @@ def build(ctx: AppContext) -> CompareTab:
             elem_id="compare-image-id",
         )
         show = gr.Button("Compare groupings", elem_id="compare-image-btn")
-    over_a, over_b, table = compare_image(ctx, ids[0])
+    over_a, over_b, table = actions.compare_image(ctx, ids[0])
     with gr.Row():
         overlay_a = gr.Image(over_a, label="model A", elem_id="compare-overlay-a")
         overlay_b = gr.Image(
@@ -132,22 +97,22 @@ def build(ctx: AppContext) -> CompareTab:
     light = {"concurrency_id": "render", "concurrency_limit": cfg.search_concurrency}
 
     def on_a(a, k):
-        b = comparisons.partner(comparison, _prototype(a, k_a, "A"))
+        b = comparisons.partner(comparison, actions.compare_prototype(a, k_a, "A"))
         b = first_b if b is None else b
-        return (b, *show_pair(ctx, a, b, k))
+        return (b, *actions.show_pair(ctx, a, b, k))
 
     def on_pair(a, b, k):
-        return show_pair(ctx, a, b, k)
+        return actions.show_pair(ctx, a, b, k)
 
     def on_click(value, k):
         try:
             a, b = (int(v) for v in str(value).split(":")[0].split(","))
         except ValueError:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        return (a, b, *show_pair(ctx, a, b, k))
+            return {}  # not a cell: every output stays as it is
+        return (a, b, *actions.show_pair(ctx, a, b, k))
 
     def on_image(image_id):
-        return compare_image(ctx, image_id)
+        return actions.compare_image(ctx, image_id)
 
     hidden = {"api_visibility": "private", **light}
     proto_a.input(on_a, [proto_a, k], [proto_b, pair, gallery_a, gallery_b], **hidden)
@@ -176,7 +141,7 @@ def _endpoints(ctx: AppContext) -> None:
         table = gr.Dataframe(label="correspondence")
 
     def compare_image_endpoint(image_id):
-        return compare_image(ctx, image_id)
+        return actions.compare_image(ctx, image_id)
 
     def correspondence_endpoint():
         return comparisons.correspondence_table(ctx.comparison)

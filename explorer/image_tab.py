@@ -1,83 +1,18 @@
 """Image tab: a collection image or an upload, its grouping overlay, legend and segments; clicking
-a segment selects it and fills the similar-segments panel below."""
+a segment selects it and fills the similar-segments panel below. Layout and wiring only: what
+the events do is in explorer.actions."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
 
-from explorer import similar_panel
+from explorer import actions, similar_panel
 from explorer import view as views
-from explorer.concepts_tab import first_prototype
 from explorer.context import AppContext
 from explorer.similar_panel import SimilarPanel
-from explorer.uploads import UploadRejected, read_upload
-from explorer.view import ImageView
-
-
-def present(ctx: AppContext, view: ImageView, opacity: float, k: int, same_prototype: bool):
-    """Everything the tab shows for `view`: (state, overlay, legend, segment table, status,
-    similar heading, similar gallery, similar hits)."""
-    return (
-        view,
-        views.overlay_file(ctx, views.draw(ctx, view, opacity)),
-        views.legend(ctx, view),
-        views.segment_table(ctx, view),
-        views.status(ctx, view),
-        *similar_panel.show(ctx, view, k, same_prototype),
-    )
-
-
-def initial_view(ctx: AppContext) -> ImageView:
-    """The first prototype's best segment, selected in its image (or the first image)."""
-    prototype = first_prototype(ctx)
-    hits = ctx.index.top_segments(prototype, 1)
-    if len(hits):
-        return views.open_collection(ctx, int(hits["image_id"].iloc[0]), prototype)
-    return views.open_collection(ctx, ctx.index.image_ids()[0])
-
-
-def open_image(ctx: AppContext, image_id, selected: int | None = None) -> ImageView:
-    try:
-        image_id = int(image_id)
-        return views.open_collection(ctx, image_id, selected)
-    except (TypeError, ValueError, KeyError) as error:
-        raise unknown_image(ctx, image_id) from error
-
-
-def unknown_image(ctx: AppContext, image_id) -> gr.Error:
-    """The message for an image id the collection does not hold."""
-    ids = ctx.index.image_ids()
-    return gr.Error(
-        f"No image {image_id!r} in this collection ({len(ids)} images, ids {min(ids)} to "
-        f"{max(ids)})."
-    )
-
-
-def open_hit(ctx: AppContext, hits: list[dict], index: int) -> ImageView:
-    """A clicked gallery thumbnail -> its image with the thumbnail's segment selected."""
-    hit = hits[index]
-    return open_image(ctx, hit["image_id"], hit["prototype"])
-
-
-def upload(ctx: AppContext, path: str | None, progress=None) -> ImageView:
-    """Validate and group an uploaded file. Raises UploadRejected with a message for the user."""
-    if ctx.encoder is None:
-        raise UploadRejected(
-            "Uploads need the model: start the app with --checkpoint FILE (the checkpoint the "
-            "index was built with)."
-        )
-    step = progress or (lambda *a, **k: None)
-    step(0.05, desc="checking the file")
-    name = Path(str(path)).name if path else "image"
-    accepted = read_upload(path, ctx.config.limits)
-    step(0.3, desc="grouping with the model")
-    try:
-        return views.open_upload(ctx, accepted.image, name, accepted.original_size)
-    except (RuntimeError, ValueError) as error:  # e.g. out of memory on a GPU
-        raise UploadRejected(f"The model could not process this image ({error}).") from error
+from explorer.uploads import UploadRejected
 
 
 @dataclass
@@ -112,8 +47,8 @@ class ImageTab:
 
 
 def build(ctx: AppContext) -> ImageTab:
-    start = initial_view(ctx)
-    shown = present(ctx, start, 0.5, ctx.config.default_k, False)
+    start = actions.initial_view(ctx)
+    shown = actions.present(ctx, start, 0.5, ctx.config.default_k, False)
     ids = ctx.index.image_ids()
     with gr.Row(equal_height=False, elem_classes="bottom-aligned"):
         image_id = gr.Number(
@@ -136,11 +71,11 @@ def build(ctx: AppContext) -> ImageTab:
             elem_id="upload-image",
         )
         opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Overlay opacity", scale=2)
-    status = gr.Markdown(shown[4], latex_delimiters=[], elem_id="image-status")
+    status = gr.Markdown(shown.status, latex_delimiters=[], elem_id="image-status")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=360):
             overlay = gr.Image(
-                shown[1],
+                shown.overlay,
                 format="png",
                 interactive=False,
                 show_label=False,
@@ -149,9 +84,9 @@ def build(ctx: AppContext) -> ImageTab:
                 elem_id="overlay",
             )
         with gr.Column(scale=2, min_width=300):
-            legend = gr.HTML(shown[2], label="Legend", elem_id="legend")
+            legend = gr.HTML(shown.legend, label="Legend", elem_id="legend")
             table = gr.Dataframe(
-                shown[3],
+                shown.segments,
                 interactive=False,
                 max_height=300,
                 label="Segments (click a row to select)",
@@ -184,40 +119,40 @@ def _wire(ctx: AppContext, tab: ImageTab) -> None:
     inputs = [tab.view, *tab.settings]
 
     def on_open(image_id, view, opacity, k, same):
-        return present(ctx, open_image(ctx, image_id), opacity, k, same)
+        return actions.present(ctx, actions.open_image(ctx, image_id), opacity, k, same)
 
     def on_random(view, opacity, k, same):
         new = views.open_collection(ctx, views.random_image_id(ctx))
-        return (new.image_id, *present(ctx, new, opacity, k, same))
+        return (new.image_id, *actions.present(ctx, new, opacity, k, same))
 
     def on_upload(path, view, opacity, k, same, progress=gr.Progress()):  # noqa: B008 (gradio idiom)
         try:
-            new = upload(ctx, path, progress)
+            new = actions.upload(ctx, path, progress)
         except UploadRejected as error:
             gr.Warning(str(error))
             message = f"⚠️ **Upload refused:** {error}  \nStill showing {views.status(ctx, view)}"
-            return (gr.skip(),) * 4 + (message,) + (gr.skip(),) * len(tab.similar.outputs)
+            return {tab.status: message}  # every other output stays as it is
         progress(0.8, desc="finding similar segments")
-        return present(ctx, new, opacity, k, same)
+        return actions.present(ctx, new, opacity, k, same)
 
     def on_click(view, opacity, k, same, evt: gr.SelectData):
         x, y = evt.index
         new = view.with_selection(views.prototype_at(ctx, view, x, y))
-        return present(ctx, new, opacity, k, same)
+        return actions.present(ctx, new, opacity, k, same)
 
     def on_row(view, opacity, k, same, evt: gr.SelectData):
         new = view.with_selection(int(evt.row_value[0]))
-        return present(ctx, new, opacity, k, same)
+        return actions.present(ctx, new, opacity, k, same)
 
     def on_opacity(view, opacity):
         return views.overlay_file(ctx, views.draw(ctx, view, opacity))
 
     def on_similar_settings(view, k, same):
-        return similar_panel.show(ctx, view, k, same)
+        return actions.show_similar(ctx, view, k, same)
 
     def on_similar_pick(hits, opacity, k, same, evt: gr.SelectData):
-        new = open_hit(ctx, hits, evt.index)
-        return (new.image_id, *present(ctx, new, opacity, k, same))
+        new = actions.open_hit(ctx, hits, evt.index)
+        return (new.image_id, *actions.present(ctx, new, opacity, k, same))
 
     with_id = [tab.image_id, *tab.outputs]
     gr.on(

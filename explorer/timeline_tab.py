@@ -1,59 +1,18 @@
 """Timeline tab (app.py --run RUN_DIR): the run's loss curves, and for a prototype of the app's
 model its matched prototype in every snapshot, early to late, with their top segments. Opening
 the tab (or pressing Show) builds the snapshots' indexes that are missing, with progress shown.
-Also the API endpoint /timeline (the strip as a table)."""
+Also the API endpoint /timeline (the strip as a table). Layout and wiring only: what the events
+do is in explorer.actions."""
 
 from __future__ import annotations
 
 import gradio as gr
-import pandas as pd
 
-from explorer import segments
-from explorer.concepts_tab import (
-    caption,
-    concept_table,
-    first_prototype,
-    parse_prototype,
-    prototype_choices,
-    top_segments,
-)
+from explorer import actions
 from explorer.context import AppContext
-from explorer.timeline import Stage, loss_figure
+from explorer.timeline import loss_figure
 
 STRIP_K = 6  # segments shown per snapshot at start
-STRIP_MAX_K = 12
-
-
-def strip(ctx: AppContext, prototype, k, progress=None):
-    """-> (status markdown, strip table, [(label, gallery items)] per snapshot + the app's
-    model last). Builds missing snapshot indexes (progress(fraction, what) reports it)."""
-    timeline = ctx.timeline
-    prototype = parse_prototype(ctx, prototype)
-    k = int(min(max(int(k), 1), STRIP_MAX_K))
-    stages = timeline.stages(progress)
-    table = timeline.strip(prototype, stages)
-    shown = [_stage_gallery(stage, row, k) for stage, row in zip(stages, table.itertuples())]
-    own = top_segments(ctx, prototype, k)
-    shown.append((f"this index · {segments.title(ctx, prototype)}", _items(ctx, own)))
-    status = (
-        f"**{segments.title(ctx, prototype)}** of this index in each snapshot of the run, early "
-        "to late: its Hungarian partner over the collection's pixels (its best partner by IoU "
-        "where the matching left it out), then its own top segments."
-    )
-    return status, table, shown
-
-
-def _stage_gallery(stage: Stage, row, k: int) -> tuple[str, list]:
-    label = f"epoch {stage.snapshot.epoch}"
-    if row.partner < 0:
-        return f"{label}: no partner (the prototype has no pixels)", []
-    iou = "n/a" if row.iou is None or pd.isna(row.iou) else f"{row.iou:.2f}"
-    hits = top_segments(stage.ctx, int(row.partner), k)
-    return f"{label} · prototype {row.partner} · IoU {iou}", _items(stage.ctx, hits)
-
-
-def _items(ctx: AppContext, hits: pd.DataFrame) -> list:
-    return segments.gallery(ctx, hits, caption)
 
 
 def build(ctx: AppContext, tab: gr.Tab) -> None:
@@ -65,12 +24,14 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
     )
     with gr.Row(equal_height=False, elem_classes="bottom-aligned"):
         prototype = gr.Dropdown(
-            prototype_choices(concept_table(ctx)),
-            value=first_prototype(ctx),
+            actions.prototype_choices(actions.concept_table(ctx)),
+            value=actions.first_prototype(ctx),
             label="Prototype of this index",
             elem_id="timeline-prototype",
         )
-        k = gr.Slider(1, STRIP_MAX_K, value=STRIP_K, step=1, label="segments per snapshot")
+        k = gr.Slider(
+            1, actions.TIMELINE_MAX_K, value=STRIP_K, step=1, label="segments per snapshot"
+        )
         show = gr.Button("Show timeline", variant="primary", elem_id="timeline-show")
     status = gr.Markdown(
         "Open this tab or press **Show timeline**: the snapshots' indexes are built on first "
@@ -86,8 +47,9 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
     ]
 
     def on_show(prototype, k, progress=gr.Progress()):  # noqa: B008 (gradio idiom)
-        text, rows, shown = strip(ctx, prototype, k, lambda f, what: progress(f, desc=what))
-        return (text, rows, *(gr.Gallery(items, label=label) for label, items in shown))
+        shown = actions.timeline_strip(ctx, prototype, k, lambda f, what: progress(f, desc=what))
+        galleries = (gr.Gallery(items, label=label) for label, items in shown.galleries)
+        return (shown.status, shown.table, *galleries)
 
     one_at_a_time = {"concurrency_id": "timeline", "concurrency_limit": 1}
     gr.on(
@@ -108,6 +70,6 @@ def _endpoint(ctx: AppContext, concurrency: dict) -> None:
         table = gr.Dataframe(label="partner in each snapshot")
 
     def timeline_endpoint(prototype):
-        return strip(ctx, prototype, 1)[1]
+        return actions.timeline_strip(ctx, prototype, 1).table
 
     gr.on([], timeline_endpoint, prototype, table, api_name="timeline", **concurrency)

@@ -12,7 +12,15 @@ from pathlib import Path
 import gradio as gr
 from starlette.middleware import Middleware
 
-from explorer import api, compare_tab, concepts_tab, evaluation_tab, image_tab, timeline_tab
+from explorer import (
+    actions,
+    api,
+    compare_tab,
+    concepts_tab,
+    evaluation_tab,
+    image_tab,
+    timeline_tab,
+)
 from explorer.auth import ClientAddress, LoginGuard
 from explorer.context import AppContext
 from explorer.render import LEGEND_CSS
@@ -130,10 +138,10 @@ def _wire_across(ctx: AppContext, demo: gr.Blocks, tabs, concepts, image) -> Non
     light = {"concurrency_id": "render", "concurrency_limit": ctx.config.search_concurrency}
 
     def open_from_concepts(hits, opacity, k, same, evt: gr.SelectData):
-        view = image_tab.open_hit(ctx, hits, evt.index)
+        view = actions.open_hit(ctx, hits, evt.index)
         return (
             view.image_id,
-            *image_tab.present(ctx, view, opacity, k, same),
+            *actions.present(ctx, view, opacity, k, same),
             gr.Tabs(selected="image"),
         )
 
@@ -143,9 +151,11 @@ def _wire_across(ctx: AppContext, demo: gr.Blocks, tabs, concepts, image) -> Non
         return int(view.selected), gr.Tabs(selected="concepts")
 
     def on_load(sort, prototype, k, view, opacity, sim_k, same):
-        table, dropdown = concepts_tab.refresh(ctx, sort, prototype)
-        shown = concepts_tab.show_prototype(ctx, prototype, k)
-        return (table, dropdown, *shown, *image_tab.present(ctx, view, opacity, sim_k, same))
+        return (
+            *actions.refresh(ctx, sort, prototype),
+            *actions.show_prototype(ctx, prototype, k),
+            *actions.present(ctx, view, opacity, sim_k, same),
+        )
 
     concepts.gallery.select(
         open_from_concepts,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import binary_erosion
 
-from explorer import image_tab
+from explorer import actions
 
 pytestmark = [
     pytest.mark.browser,
@@ -236,7 +236,7 @@ def test_upload_click_a_segment_and_see_similar_segments(page, upload_samples, e
     )
     shot(page, "image_uploaded")
     # the same model on the server side: find a pixel of a segment that is not selected yet
-    view = image_tab.upload(explorer_ctx, str(upload_samples["good"]))
+    view = actions.upload(explorer_ctx, str(upload_samples["good"]))
     target, y, x = inner_pixel(view)
     x_page, y_page = overlay_point(page, view.assignment.shape, y, x)
     page.mouse.click(x_page, y_page)

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from explorer import api, concepts_tab, evaluation_tab, image_tab, similar_panel, ui
+from explorer import actions, api, segments, ui
 from explorer import view as views
 from explorer.render import display_scale
 from explorer.uploads import UploadRejected
@@ -29,25 +29,25 @@ pytestmark = [
 
 def test_concept_table_has_every_prototype_in_each_sort_order(explorer_ctx):
     ctx = explorer_ctx
-    assert concepts_tab.sort_choices(ctx) == ["frequency", "area", "purity", "id"]
-    for sort in concepts_tab.sort_choices(ctx):
-        table = concepts_tab.concept_table(ctx, sort)
+    assert actions.sort_choices(ctx) == ["frequency", "area", "purity", "id"]
+    for sort in actions.sort_choices(ctx):
+        table = actions.concept_table(ctx, sort)
         assert sorted(table["prototype"]) == list(range(ctx.num_prototypes))
         assert {"name", "images", "slots", "area %", "class", "purity"} <= set(table.columns)
-    freq = concepts_tab.concept_table(ctx, "frequency")
+    freq = actions.concept_table(ctx, "frequency")
     assert list(freq["images"]) == sorted(freq["images"], reverse=True)
-    assert list(concepts_tab.concept_table(ctx, "id")["prototype"]) == list(range(8))
-    area = concepts_tab.concept_table(ctx, "area")["area %"].dropna()
+    assert list(actions.concept_table(ctx, "id")["prototype"]) == list(range(8))
+    area = actions.concept_table(ctx, "area")["area %"].dropna()
     assert list(area) == sorted(area, reverse=True)
-    purity = concepts_tab.concept_table(ctx, "purity")["purity"].dropna()
+    purity = actions.concept_table(ctx, "purity")["purity"].dropna()
     assert list(purity) == sorted(purity, reverse=True)
-    assert concepts_tab.first_prototype(ctx) == int(freq["prototype"].iloc[0])
+    assert actions.first_prototype(ctx) == int(freq["prototype"].iloc[0])
 
 
 def test_show_prototype_gives_k_figure3_thumbnails(explorer_ctx):
     ctx = explorer_ctx
-    prototype = concepts_tab.first_prototype(ctx)
-    about, items, hits, name, figure = concepts_tab.show_prototype(ctx, prototype, 5)
+    prototype = actions.first_prototype(ctx)
+    about, items, hits, name, figure = actions.show_prototype(ctx, prototype, 5)
     assert about.startswith(f"### p{prototype}") and "images" in about
     assert len(items) == len(hits) == 5
     top = ctx.index.top_segments(prototype, 5)
@@ -63,11 +63,11 @@ def test_show_prototype_gives_k_figure3_thumbnails(explorer_ctx):
 
 def test_thumbnail_is_the_mask_in_red_around_the_bbox(explorer_ctx):
     ctx = explorer_ctx
-    hit = ctx.index.top_segments(concepts_tab.first_prototype(ctx), 1).iloc[0]
+    hit = ctx.index.top_segments(actions.first_prototype(ctx), 1).iloc[0]
     record = ctx.index.image(int(hit.image_id))
-    path = concepts_tab.segments.thumbnail(ctx, hit)
+    path = segments.thumbnail(ctx, hit)
     assert path.parent == ctx.thumbs_dir and path.name == f"{int(hit.slot_id)}.jpg"
-    assert concepts_tab.segments.thumbnail(ctx, hit) == path  # cached
+    assert segments.thumbnail(ctx, hit) == path  # cached
     x, y, w, h = hit.bbox
     with Image.open(path) as thumb:
         aspect = thumb.width / thumb.height
@@ -76,37 +76,37 @@ def test_thumbnail_is_the_mask_in_red_around_the_bbox(explorer_ctx):
 
 
 def test_parse_prototype_accepts_map_clicks_and_refuses_nonsense(explorer_ctx):
-    assert concepts_tab.parse_prototype(explorer_ctx, "3:1712345678") == 3
-    assert concepts_tab.parse_prototype(explorer_ctx, 5.0) == 5
+    assert actions.parse_prototype(explorer_ctx, "3:1712345678") == 3
+    assert actions.parse_prototype(explorer_ctx, 5.0) == 5
     for bad in ("x", None, 8, -1, float("nan"), float("inf"), "1e999"):
         with pytest.raises(gr.Error):
-            concepts_tab.parse_prototype(explorer_ctx, bad)
+            actions.parse_prototype(explorer_ctx, bad)
 
 
 def test_names_persist_and_show_everywhere(explorer_ctx, explorer_data):
     ctx = explorer_ctx
     prototype = 6
     try:
-        assert concepts_tab.save_name(ctx, prototype, "  big   <sky>  ") == "big <sky>"
+        assert actions.save_name(ctx, prototype, "  big   <sky>  ") == "big <sky>"
         again = ConceptIndex.open(explorer_data["index"])
         assert again.labels()[prototype] == "big <sky>"
-        table = concepts_tab.concept_table(ctx, "id")
+        table = actions.concept_table(ctx, "id")
         assert table.loc[prototype, "name"] == "big <sky>"
-        choices = concepts_tab.prototype_choices(table)
+        choices = actions.prototype_choices(table)
         assert choices[prototype][0].startswith("p6 · big <sky> (")
-        assert concepts_tab.summary(ctx, prototype).startswith("### p6 · big &#60;sky&#62;")
-        figure = concepts_tab.show_prototype(ctx, prototype, 2)[4]
+        assert actions.prototype_summary(ctx, prototype).startswith("### p6 · big &#60;sky&#62;")
+        figure = actions.show_prototype(ctx, prototype, 2)[4]
         assert any("p6 · big &lt;sky&gt;" in h for t in figure.data for h in (t.hovertext or []))
         image_id = int(ctx.index.top_segments(prototype, 1)["image_id"].iloc[0])
         view = views.open_collection(ctx, image_id, prototype)
         assert view.selected == prototype
         assert "p6 · big &lt;sky&gt;" in views.legend(ctx, view)
         assert "big <sky>" in list(views.segment_table(ctx, view)["name"])
-        captions = [c for _, c in similar_panel.show(ctx, view, 3, True)[1]]
+        captions = [c for _, c in actions.show_similar(ctx, view, 3, True)[1]]
         assert len(captions) == 3 and all("p6 · big <sky>" in c for c in captions)
     finally:
         ctx.index.set_label(prototype, "")
-    assert concepts_tab.summary(ctx, prototype).startswith("### p6\n")
+    assert actions.prototype_summary(ctx, prototype).startswith("### p6\n")
 
 
 NASTY = "![t](http://127.0.0.1:9/x.png) <img src=x onerror=alert(1)> **bold** $$x$$"
@@ -118,17 +118,17 @@ def test_names_are_text_wherever_they_are_shown(explorer_ctx, monkeypatch):
     markdown_it = pytest.importorskip("markdown_it")
     render = markdown_it.MarkdownIt("commonmark").render
     ctx = explorer_ctx
-    prototype = concepts_tab.first_prototype(ctx)
+    prototype = actions.first_prototype(ctx)
     toasts = []
     monkeypatch.setattr(gr, "Info", toasts.append)
     try:
-        assert concepts_tab.save_name(ctx, prototype, NASTY) == NASTY
-        view = image_tab.initial_view(ctx)
+        assert actions.save_name(ctx, prototype, NASTY) == NASTY
+        view = actions.initial_view(ctx)
         assert view.selected == prototype
         lines = {
-            "summary": concepts_tab.summary(ctx, prototype),
+            "summary": actions.prototype_summary(ctx, prototype),
             "status": views.status(ctx, view),
-            "heading": similar_panel.show(ctx, view, 2, False)[0],
+            "heading": actions.show_similar(ctx, view, 2, False)[0],
         }
         for where, markdown in lines.items():
             rendered = render(markdown)
@@ -136,7 +136,7 @@ def test_names_are_text_wherever_they_are_shown(explorer_ctx, monkeypatch):
                 assert element not in rendered, (where, rendered)
             assert NASTY in html.unescape(rendered), (where, rendered)
         assert "<img" not in toasts[0] and NASTY in html.unescape(toasts[0])
-        table = concepts_tab.concept_table(ctx, "id")
+        table = actions.concept_table(ctx, "id")
         assert table.loc[prototype, "name"] == NASTY  # tables show text as it is
     finally:
         ctx.index.set_label(prototype, "")
@@ -148,17 +148,17 @@ def test_names_up_to_200_characters_are_kept_whole(explorer_ctx):
     names = ["x" * 57 + family + " and dogs", "d" * 200]  # the first was cut inside the emoji
     try:
         for name in names:
-            assert concepts_tab.save_name(ctx, 1, name) == name
+            assert actions.save_name(ctx, 1, name) == name
             assert ctx.index.labels()[1] == name
         with pytest.raises(gr.Error, match="at most 200 characters; this one has 201"):
-            concepts_tab.save_name(ctx, 1, "e" * 201)
+            actions.save_name(ctx, 1, "e" * 201)
         assert ctx.index.labels()[1] == names[-1]  # unchanged
     finally:
         ctx.index.set_label(1, "")
 
 
 def test_export_csv(explorer_ctx):
-    path = concepts_tab.export_table(explorer_ctx)
+    path = actions.export_table(explorer_ctx)
     assert str(explorer_ctx.cache_dir) in path
     table = pd.read_csv(path, keep_default_na=False)
     assert list(table["prototype"]) == list(range(explorer_ctx.num_prototypes))
@@ -167,8 +167,8 @@ def test_export_csv(explorer_ctx):
 
 def test_export_coco_json_masks_are_the_prototype_in_each_image(explorer_ctx):
     ctx = explorer_ctx
-    prototype = concepts_tab.first_prototype(ctx)
-    path = concepts_tab.export_segments(ctx, prototype, 4)
+    prototype = actions.first_prototype(ctx)
+    path = actions.export_segments(ctx, prototype, 4)
     document = json.loads(open(path).read())
     assert document["categories"][0]["id"] == prototype
     assert len(document["annotations"]) == len(document["images"]) == 4
@@ -187,11 +187,11 @@ def test_export_coco_json_masks_are_the_prototype_in_each_image(explorer_ctx):
 
 def test_initial_view_selects_the_first_prototypes_best_segment(explorer_ctx):
     ctx = explorer_ctx
-    view = image_tab.initial_view(ctx)
-    prototype = concepts_tab.first_prototype(ctx)
+    view = actions.initial_view(ctx)
+    prototype = actions.first_prototype(ctx)
     assert view.source == "collection" and view.selected == prototype
     assert view.image_id == int(ctx.index.top_segments(prototype, 1)["image_id"].iloc[0])
-    shown = image_tab.present(ctx, view, 0.5, 4, False)
+    shown = actions.present(ctx, view, 0.5, 4, False)
     state, overlay, legend, table, status, heading, gallery, hits = shown
     record = ctx.index.image(view.image_id)
     factor = display_scale(record.height, record.width)
@@ -220,35 +220,35 @@ def test_clicking_the_overlay_selects_the_segment_under_the_pointer(explorer_ctx
 
 def test_opening_an_unknown_image_is_a_clear_error(explorer_ctx):
     with pytest.raises(gr.Error, match="No image 99999"):
-        image_tab.open_image(explorer_ctx, 99999)
+        actions.open_image(explorer_ctx, 99999)
     with pytest.raises(gr.Error, match="No image"):
-        image_tab.open_image(explorer_ctx, "abc")
+        actions.open_image(explorer_ctx, "abc")
 
 
 def test_similar_for_a_collection_segment_and_same_prototype_filter(explorer_ctx):
     ctx = explorer_ctx
-    view = image_tab.initial_view(ctx)
-    hits = similar_panel.query(ctx, view, 6, False)
+    view = actions.initial_view(ctx)
+    hits = actions.similar_segments(ctx, view, 6, False)
     assert len(hits) == 6 and list(hits["similarity"]) == sorted(hits["similarity"], reverse=True)
-    same = similar_panel.query(ctx, view, 6, True)
+    same = actions.similar_segments(ctx, view, 6, True)
     assert set(same["prototype"]) == {view.selected}
-    assert similar_panel.query(ctx, view.with_selection(None), 6, False).empty
-    assert "Click a segment" in similar_panel.show(ctx, None, 3, False)[0]
+    assert actions.similar_segments(ctx, view.with_selection(None), 6, False).empty
+    assert "Click a segment" in actions.show_similar(ctx, None, 3, False)[0]
 
 
 def test_upload_groups_the_image_and_finds_similar_segments(explorer_ctx, upload_samples):
     ctx = explorer_ctx
-    view = image_tab.upload(ctx, str(upload_samples["exif"]))
+    view = actions.upload(ctx, str(upload_samples["exif"]))
     assert view.source == "upload" and view.rgb.shape == (80, 40, 3)
     assert view.assignment.shape == (80, 40) and view.selected is not None
     assert abs(view.segments["area"].sum() - 1) < 1e-5
     overlay = views.draw(ctx, view, 0.5)
     factor = display_scale(80, 40)
     assert overlay.shape == (80 * factor, 40 * factor, 3)
-    hits = similar_panel.query(ctx, view, 5, True)
+    hits = actions.similar_segments(ctx, view, 5, True)
     assert len(hits) == 5 and set(hits["prototype"]) == {view.selected}
-    shown = image_tab.present(ctx, view, 0.3, 5, False)
-    assert "upload exif.jpg" in html.unescape(shown[4]) and len(shown[6]) == 5
+    shown = actions.present(ctx, view, 0.3, 5, False)
+    assert "upload exif.jpg" in html.unescape(shown.status) and len(shown.similar_gallery) == 5
 
 
 def test_overlay_files_are_content_named_written_once_and_bounded(explorer_ctx, tmp_path):
@@ -281,13 +281,13 @@ def test_overlay_files_are_content_named_written_once_and_bounded(explorer_ctx, 
 )
 def test_bad_uploads_raise_upload_rejected(explorer_ctx, upload_samples, kind):
     with pytest.raises(UploadRejected):
-        image_tab.upload(explorer_ctx, str(upload_samples[kind]))
+        actions.upload(explorer_ctx, str(upload_samples[kind]))
 
 
 def test_uploads_without_a_checkpoint_say_so(explorer_ctx, upload_samples):
     ctx = replace(explorer_ctx, encoder=None)
     with pytest.raises(UploadRejected, match="--checkpoint"):
-        image_tab.upload(ctx, str(upload_samples["good"]))
+        actions.upload(ctx, str(upload_samples["good"]))
     assert "uploads are off" in ui.describe(ctx)
 
 
@@ -316,7 +316,7 @@ def test_api_functions(explorer_ctx, upload_samples):
 
 def test_evaluation_tables(explorer_ctx):
     evaluation = explorer_ctx.index.evaluation()
-    table = evaluation_tab.scores_table(evaluation_tab.mappings_only(evaluation))
+    table = actions.scores_table(actions.mappings_only(evaluation))
     assert set(table["mapping"]) == {"majority", "hungarian"}
     assert all(v.endswith("%") for v in table["mIoU"])
 
@@ -364,10 +364,10 @@ class NoAnnotations:
 
 def test_an_index_without_annotations(explorer_ctx):
     ctx = replace(explorer_ctx, index=NoAnnotations(explorer_ctx.index))
-    assert concepts_tab.sort_choices(ctx) == ["frequency", "area", "id"]
-    table = concepts_tab.concept_table(ctx, "purity")  # falls back to frequency
+    assert actions.sort_choices(ctx) == ["frequency", "area", "id"]
+    table = actions.concept_table(ctx, "purity")  # falls back to frequency
     assert "class" not in table and "purity" not in table
-    assert "mostly" not in concepts_tab.summary(ctx, concepts_tab.first_prototype(ctx))
+    assert "mostly" not in actions.prototype_summary(ctx, actions.first_prototype(ctx))
     demo = ui.build_app(ctx)
     notes = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "evaluation-none"]
     assert len(notes) == 1 and "without annotations" in notes[0].value

@@ -144,9 +144,9 @@ def test_a_changed_snapshot_is_rebuilt_and_only_our_folder_replaced(
 
 
 def test_strip_galleries(timeline_ctx):
-    from explorer.timeline_tab import strip
+    from explorer.actions import timeline_strip
 
-    status, table, shown = strip(timeline_ctx, 3, 4)
+    status, table, shown = timeline_strip(timeline_ctx, 3, 4)
     assert [label.split(" · ")[0] for label, _ in shown] == ["epoch 1", "epoch 2", "this index"]
     assert all(1 <= len(items) <= 4 for _, items in shown if items)
     assert all(Path(path).is_file() for _, items in shown for path, _ in items)
