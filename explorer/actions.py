@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from explorer import comparison as comparisons
-from explorer import segments
+from explorer import thumbnails
 from explorer import view as views
 from explorer.context import AppContext
 from explorer.export import ExportSegment, coco_document, concept_table_csv, write_coco_json
@@ -146,9 +146,9 @@ def show_prototype(ctx: AppContext, prototype, k) -> PrototypeShown:
     vectors, table = ctx.index.prototype_vectors(), ctx.index.prototypes()
     return PrototypeShown(
         summary=prototype_summary(ctx, prototype),
-        gallery=segments.gallery(ctx, hits, segment_caption),
-        hits=segments.hit_records(hits),
-        name=segments.names(ctx).get(prototype, ""),
+        gallery=thumbnails.gallery(ctx, hits, segment_caption),
+        hits=thumbnails.hit_records(hits),
+        name=thumbnails.names(ctx).get(prototype, ""),
         concept_map=concept_map(vectors, table, selected=prototype),
     )
 
@@ -196,7 +196,7 @@ def export_segments(ctx: AppContext, prototype, k) -> str:
                 bbox=list(hit.bbox),
             )
         )
-    name = segments.names(ctx).get(prototype, "")
+    name = thumbnails.names(ctx).get(prototype, "")
     document = coco_document(prototype, name, items)
     path = ctx.exports_dir / f"prototype-{prototype}-top{len(items)}-{ctx.index_key}.json"
     return str(write_coco_json(document, path))
@@ -318,7 +318,7 @@ def similar_segments(
 
 def similar_caption(ctx: AppContext, labels: dict[int, str]):
     def write(row: pd.Series) -> str:
-        name = segments.title(ctx, int(row.prototype), labels)
+        name = thumbnails.title(ctx, int(row.prototype), labels)
         return f"{float(row.similarity):.2f} · {name} · img {int(row.image_id)}"
 
     return write
@@ -327,7 +327,7 @@ def similar_caption(ctx: AppContext, labels: dict[int, str]):
 def similar_heading(ctx: AppContext, view: ImageView | None, found: int) -> str:
     if view is None or view.selected is None:
         return "#### Similar segments\nClick a segment in the image to find similar ones."
-    name = markdown_text(segments.title(ctx, view.selected))  # user text, shown as text
+    name = markdown_text(thumbnails.title(ctx, view.selected))  # user text, shown as text
     where = f"image {view.image_id}" if view.source == "collection" else "the uploaded image"
     if found == 0:
         return f"#### Similar to {name} in {where}\nNo similar segments found."
@@ -347,8 +347,8 @@ def show_similar(
     ctx: AppContext, view: ImageView | None, k: int, same_prototype: bool
 ) -> SimilarShown:
     hits = similar_segments(ctx, view, k, same_prototype)
-    items = segments.gallery(ctx, hits, similar_caption(ctx, segments.names(ctx)))
-    return SimilarShown(similar_heading(ctx, view, len(hits)), items, segments.hit_records(hits))
+    items = thumbnails.gallery(ctx, hits, similar_caption(ctx, thumbnails.names(ctx)))
+    return SimilarShown(similar_heading(ctx, view, len(hits)), items, thumbnails.hit_records(hits))
 
 
 # ---- two models: the Compare tab (app.py --compare) --------------------------------------------
@@ -379,8 +379,8 @@ def show_pair(ctx: AppContext, a, b, k) -> PairShown:
     hits_b = top_segments(comparison.other, b, k)
     return PairShown(
         comparisons.pair_text(comparison, a, b),
-        segments.gallery(ctx, hits_a, segment_caption),
-        segments.gallery(comparison.other, hits_b, segment_caption),
+        thumbnails.gallery(ctx, hits_a, segment_caption),
+        thumbnails.gallery(comparison.other, hits_b, segment_caption),
     )
 
 
@@ -412,9 +412,9 @@ def timeline_strip(ctx: AppContext, prototype, k, progress=None) -> StripShown:
     table = timeline.strip(prototype, stages)
     shown = [_stage_gallery(stage, row, k) for stage, row in zip(stages, table.itertuples())]
     own = top_segments(ctx, prototype, k)
-    shown.append((f"this index · {segments.title(ctx, prototype)}", _gallery(ctx, own)))
+    shown.append((f"this index · {thumbnails.title(ctx, prototype)}", _gallery(ctx, own)))
     status = (
-        f"**{segments.title(ctx, prototype)}** of this index in each snapshot of the run, early "
+        f"**{thumbnails.title(ctx, prototype)}** of this index in each snapshot of the run, early "
         "to late: its Hungarian partner over the collection's pixels (its best partner by IoU "
         "where the matching left it out), then its own top segments."
     )
@@ -431,7 +431,7 @@ def _stage_gallery(stage: Stage, row, k: int) -> tuple[str, list]:
 
 
 def _gallery(ctx: AppContext, hits: pd.DataFrame) -> list:
-    return segments.gallery(ctx, hits, segment_caption)
+    return thumbnails.gallery(ctx, hits, segment_caption)
 
 
 # ---- scores: the Evaluation tab --------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from explorer import segments
+from explorer import thumbnails
 from explorer import view as views
 from explorer.actions import (
     parse_prototype,
@@ -49,8 +49,8 @@ def top_segments_api(ctx: AppContext, prototype, k):
     """(prototype, k) -> (gallery of Figure-3 thumbnails, table of the slots)."""
     prototype = parse_prototype(ctx, prototype)
     hits = top_segments(ctx, prototype, _k(ctx, k))
-    items = segments.gallery(ctx, hits, segment_caption)
-    return items, segments.hit_table(ctx, hits)
+    items = thumbnails.gallery(ctx, hits, segment_caption)
+    return items, thumbnails.hit_table(ctx, hits)
 
 
 def similar_api(ctx: AppContext, slot_id, k):
@@ -60,8 +60,8 @@ def similar_api(ctx: AppContext, slot_id, k):
     except (TypeError, ValueError, OverflowError, KeyError) as error:
         raise gr.Error(f"No slot {slot_id!r} in this index.") from error
     hits = ctx.index.similar(slot_id=int(slot["slot_id"]), k=_k(ctx, k))
-    items = segments.gallery(ctx, hits, similar_caption(ctx, segments.names(ctx)))
-    return items, segments.hit_table(ctx, hits)
+    items = thumbnails.gallery(ctx, hits, similar_caption(ctx, thumbnails.names(ctx)))
+    return items, thumbnails.hit_table(ctx, hits)
 
 
 def build(ctx: AppContext) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from explorer import segments
+from explorer import thumbnails
 from explorer.context import AppContext, index_key
 from explorer.render import display_scale, enlarge, grouping_overlay, palette
 from explorer.view import overlay_file
@@ -139,7 +139,7 @@ def pair_text(comparison: Comparison, a: int, b: int) -> str:
 def image_pair(ctx: AppContext, comparison: Comparison, image_id: int):
     """A collection image (A's id) -> (overlay A (H*f, W*f, 3), overlay B, table of matched
     segments) with matched prototypes in the same colour. KeyError for unknown ids."""
-    rgb, record = segments.collection_image(ctx, int(image_id))
+    rgb, record = thumbnails.collection_image(ctx, int(image_id))
     map_b = comparison.other.index.assignment(comparison.to_b[int(image_id)])
     factor = display_scale(*record.assignment.shape)
     big = enlarge(rgb, factor)

@@ -1,14 +1,13 @@
 """Downloads: the concept table as CSV, a prototype's top segments as COCO-style JSON.
 
-Files are written atomically into a folder the app serves (its cache dir), under names that say
-what they hold.
+Files are written atomically (explorer.cache.write_atomic) into a folder the app serves (its
+cache dir), under names that say what they hold.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 from pycocotools import mask as mask_utils
 
-from indexing.store import write_bytes_atomic
+from explorer.cache import write_atomic
 
 
 @dataclass(frozen=True)
@@ -32,37 +31,6 @@ class ExportSegment:
     mask: np.ndarray  # (H, W) bool
     score: float
     bbox: Sequence[float]  # [x, y, w, h] in image pixels
-
-
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write `data` to `path` atomically (temporary file and rename), creating its folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, data, durable=False)  # cache and exports: rebuilt on demand
-    return path
-
-
-def prune_oldest(folder: Path, keep: int, spare: Path | None = None) -> None:
-    """Delete the oldest files of `folder` beyond the newest `keep` (a bounded cache); never
-    `spare`, the file the caller is about to hand out.
-
-    Several requests prune at once: a file listed here may be gone (pruned by another request)
-    before its time is read or it is deleted; such files are skipped, not counted."""
-    try:
-        listing = os.scandir(folder)
-    except FileNotFoundError:
-        return
-    dated = []
-    for entry in listing:
-        if entry.name.startswith(".") or Path(entry.path) == spare:
-            continue
-        try:
-            if entry.is_file():
-                dated.append((entry.stat().st_mtime_ns, entry.path))
-        except FileNotFoundError:
-            continue
-    excess = len(dated) - max(keep - (spare is not None), 0)
-    for _, path in sorted(dated)[: max(excess, 0)]:
-        Path(path).unlink(missing_ok=True)
 
 
 # a text cell starting with one of these runs as a formula in a spreadsheet (OWASP CSV injection)

@@ -195,15 +195,6 @@ def segment_thumbnail(
     return crop.resize(target, resample)
 
 
-def fit_within(image: Image.Image, longest: int) -> Image.Image:
-    """Downscale (never upscale) so that the longer side is at most `longest` pixels."""
-    if max(image.size) <= longest:
-        return image
-    scale = longest / max(image.size)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS)
-
-
 class LegendEntry(NamedTuple):
     prototype: int
     name: str  # the user's label or ""

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from explorer import segments
+from explorer import thumbnails
+from explorer.cache import prune_oldest, write_atomic
 from explorer.context import AppContext
-from explorer.export import prune_oldest, write_atomic
 from explorer.render import (
     LegendEntry,
     display_scale,
@@ -100,7 +100,7 @@ def pixels_of(ctx: AppContext, view: ImageView) -> tuple[np.ndarray, np.ndarray]
     """-> (rgb (H, W, 3) uint8, assignment (H, W)) of the view's image."""
     if view.source == "upload":
         return view.rgb, view.assignment
-    rgb, record = segments.collection_image(ctx, view.image_id)
+    rgb, record = thumbnails.collection_image(ctx, view.image_id)
     return rgb, record.assignment
 
 
@@ -149,7 +149,7 @@ def overlay_file(ctx: AppContext, overlay: np.ndarray) -> str:
 
 
 def legend(ctx: AppContext, view: ImageView) -> str:
-    labels = segments.names(ctx)
+    labels = thumbnails.names(ctx)
     entries = [
         LegendEntry(
             int(r.prototype),
@@ -164,7 +164,7 @@ def legend(ctx: AppContext, view: ImageView) -> str:
 
 def segment_table(ctx: AppContext, view: ImageView) -> pd.DataFrame:
     """Display table of the view's segments: prototype, name, area %, score."""
-    labels = segments.names(ctx)
+    labels = thumbnails.names(ctx)
     return pd.DataFrame(
         {
             "prototype": view.segments["prototype"].astype(int),
@@ -177,7 +177,7 @@ def segment_table(ctx: AppContext, view: ImageView) -> pd.DataFrame:
 
 def status(ctx: AppContext, view: ImageView) -> str:
     """Markdown line naming the image and the selected segment (names shown as text)."""
-    title = segments.title(ctx, view.selected) if view.selected is not None else ""
+    title = thumbnails.title(ctx, view.selected) if view.selected is not None else ""
     selected = f" · selected **{markdown_text(title)}**" if title else ""
     return (
         f"**{markdown_text(view.title)}** · {len(view.segments)} segments{selected} · "

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from explorer import actions, api, segments, ui
+from explorer import actions, api, thumbnails, ui
 from explorer import view as views
 from explorer.render import display_scale
 from explorer.uploads import UploadRejected
@@ -65,9 +65,9 @@ def test_thumbnail_is_the_mask_in_red_around_the_bbox(explorer_ctx):
     ctx = explorer_ctx
     hit = ctx.index.top_segments(actions.first_prototype(ctx), 1).iloc[0]
     record = ctx.index.image(int(hit.image_id))
-    path = segments.thumbnail(ctx, hit)
+    path = thumbnails.thumbnail(ctx, hit)
     assert path.parent == ctx.thumbs_dir and path.name == f"{int(hit.slot_id)}.jpg"
-    assert segments.thumbnail(ctx, hit) == path  # cached
+    assert thumbnails.thumbnail(ctx, hit) == path  # cached
     x, y, w, h = hit.bbox
     with Image.open(path) as thumb:
         aspect = thumb.width / thumb.height

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 from pycocotools import mask as mask_utils
 
+from explorer.cache import prune_oldest
 from explorer.export import (
     ExportSegment,
     coco_document,
     concept_table_csv,
     decode_rle,
     encode_rle,
-    prune_oldest,
     write_coco_json,
 )
 
@@ -114,7 +114,7 @@ def test_prune_tolerates_files_deleted_by_another_request(tmp_path, monkeypatch)
             victim.unlink(missing_ok=True)
         return iter(entries)
 
-    monkeypatch.setattr("explorer.export.os.scandir", racing_scandir)
+    monkeypatch.setattr("explorer.cache.os.scandir", racing_scandir)
     prune_oldest(folder, keep=2)
     assert sorted(p.name for p in folder.iterdir()) == ["5.png", "7.png"]
     prune_oldest(tmp_path / "absent", keep=2)  # a folder that was never created

@@ -1,4 +1,5 @@
-"""Collection segments as the UI shows them: cached thumbnails, gallery items, names, tables."""
+"""Segments (slot rows of the index, e.g. search hits) as the app shows them: cached Figure-3
+thumbnails, gallery items, prototype names and titles, the tables an API client gets."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from explorer.cache import write_atomic
 from explorer.context import AppContext
-from explorer.export import write_atomic
 from explorer.render import prototype_title, segment_thumbnail
 from model.data import load_rgb
 
