@@ -1,4 +1,5 @@
-"""Checkpoint files: this project's self-describing format and the published SlotCon format.
+"""Checkpoint files: this project's self-describing format and the published SlotCon format,
+and load_encoder, which builds the inference encoder from any of them.
 
 Everything is read with torch.load(weights_only=True); only argparse.Namespace (the published
 files' 'args') is allow-listed, so a file that needs any other Python object is refused before
@@ -19,6 +20,7 @@ import torch
 
 from model.backbone import infer_backbone
 from model.config import ModelConfig, model_config_from_dict
+from model.encoder import SlotConEncoder
 
 FORMAT = "slotcon-explorer"
 VERSION = 1
@@ -210,3 +212,53 @@ def encoder_weights(ckpt: dict, name: str = "checkpoint") -> tuple[ModelConfig, 
         f"{name}: not a SlotCon checkpoint (expected this project's format or the published "
         f"full checkpoint with 'model' -> 'module.encoder_k.*'; found keys: {keys})"
     )
+
+
+def load_encoder(
+    path: str | Path,
+    device: str | torch.device | None = None,
+    input_size: int | None = None,
+    precision: str = "fp32",
+) -> SlotConEncoder:
+    """Load this project's checkpoints (training or encoder) or a published full checkpoint.
+
+    The architecture, K and D are read from the file. The device defaults to CUDA when present;
+    precision is fp32 or bf16 (autocast), see PRECISIONS.
+    Raises CheckpointError for missing, truncated, foreign, malformed or mismatching files;
+    the weights' names and shapes are checked before the network is allocated.
+    """
+    ckpt = read_checkpoint(path)
+    cfg, state = encoder_weights(ckpt, Path(path).name)
+    check_weights_fit(cfg, state, Path(path).name)
+    encoder = SlotConEncoder(cfg, input_size, precision)
+    try:
+        encoder.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"{Path(path).name}: weights do not fit the model: {error}"
+        ) from error
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return encoder.to(device)
+
+
+def check_weights_fit(cfg: ModelConfig, state: dict, name: str = "checkpoint") -> None:
+    """CheckpointError unless `state` has exactly the names and shapes of an encoder of `cfg`.
+
+    The reference is built on the meta device: no memory, whatever the config claims (a file
+    whose config says K = 2**40 beside weights for K = 8 allocates nothing)."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in SlotConEncoder(cfg).state_dict().items()}
+    problems = [f"missing {k}" for k in sorted(expected.keys() - state.keys())]
+    problems += [f"unexpected {k}" for k in sorted(state.keys() - expected.keys())]
+    problems += [
+        f"{k} is {tuple(state[k].shape)} in the file, {shape} for the config"
+        for k, shape in expected.items()
+        if k in state and tuple(state[k].shape) != shape
+    ]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise CheckpointError(
+            f"{name}: weights do not fit the model of its config ({cfg.arch}, K "
+            f"{cfg.num_prototypes}, D {cfg.dim_out}): {'; '.join(problems[:3])}{more}"
+        )
