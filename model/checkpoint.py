@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import pickle
-import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 
+from model.atomic import write_atomic
 from model.backbone import infer_backbone
 from model.config import ModelConfig, model_config_from_dict
 from model.encoder import SlotConEncoder
@@ -47,19 +46,7 @@ def save_atomic(obj: dict, path: str | Path) -> None:
     """torch.save to a temporary file beside `path`, then rename: never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def read_checkpoint(path: str | Path) -> dict:
