@@ -32,8 +32,8 @@ TEACHER_PARTS = {
 
 
 # Upper bounds on a model read from a file: far above any real SlotCon (paper: K 256, D 256,
-# H 4096, width 1), far below sizes whose allocation would exhaust memory. K also fits the int16
-# assignment maps.
+# hidden width 4096, width 1), far below sizes whose allocation would exhaust memory. K also
+# fits the int16 assignment maps.
 MODEL_LIMITS = {"num_prototypes": 32767, "dim_out": 65536, "dim_hidden": 65536, "width": 16.0}
 _TYPES = {"int": int, "float": float, "str": str}  # ModelConfig's field annotations
 

@@ -18,7 +18,7 @@ from model.scenes.shapes import SHAPES, UNIT_AREA
 GENERATOR_VERSION = 1  # bump when the pictures change, so that cached data sets are rebuilt
 
 # (class name, shape, pattern): the shape and the texture together identify a thing class.
-_THINGS = [
+_THINGS: list[tuple[str, str, tex.Pattern]] = [
     ("dotted disc", "disc", tex.dots),
     ("striped square", "square", tex.stripes),
     ("checkered triangle", "triangle", tex.checker),
@@ -33,7 +33,7 @@ _THINGS = [
     ("scaly L-block", "l_block", tex.scales),
 ]
 # (class name, COCO-stuff supercategory, surface)
-_STUFF = [
+_STUFF: list[tuple[str, str, tex.Surface]] = [
     ("sky", "sky", tex.sky),
     ("grass", "plant", tex.grass),
     ("brick wall", "wall", tex.brick),
