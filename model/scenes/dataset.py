@@ -144,25 +144,7 @@ def write_scenes(
     try:
         (tmp / split).mkdir()
         (tmp / "annotations").mkdir()
-        coco = {
-            "info": {
-                "description": "SlotCon Explorer built-in scenes",
-                "scenes": _params(images, size, seed, split),
-            },
-            "licenses": [],
-            "images": [],
-            "annotations": [],
-            "categories": CATEGORIES,
-        }
-        jobs = [(str(tmp / split), i, seed, size) for i in range(1, images + 1)]
-        with multiprocessing.Pool(min(workers, images)) if workers > 1 else _Serial() as pool:
-            chunk = max(1, min(16, images // (4 * workers)))
-            for record, anns in tqdm(
-                pool.imap(_scene_record, jobs, chunk), total=images, desc="scenes", unit="img"
-            ):
-                coco["images"].append(record)
-                for ann in anns:
-                    coco["annotations"].append({"id": len(coco["annotations"]) + 1, **ann})
+        coco = _render_split(tmp / split, images, size, seed, split, workers)
         tmp_json = tmp / "annotations" / f"instances_{split}.json"
         tmp_json.write_text(json.dumps(coco, separators=(",", ":")))
         json_path = out / "annotations" / f"instances_{split}.json"
@@ -178,6 +160,33 @@ def write_scenes(
         return json_path
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _render_split(
+    folder: Path, images: int, size: int, seed: int, split: str, workers: int
+) -> dict:
+    """Render images 1..images into `folder` (JPEGs) with `workers` processes; the COCO
+    instances dict of the split (annotation ids in image order, whatever the workers)."""
+    coco = {
+        "info": {
+            "description": "SlotCon Explorer built-in scenes",
+            "scenes": _params(images, size, seed, split),
+        },
+        "licenses": [],
+        "images": [],
+        "annotations": [],
+        "categories": CATEGORIES,
+    }
+    jobs = [(str(folder), i, seed, size) for i in range(1, images + 1)]
+    with multiprocessing.Pool(min(workers, images)) if workers > 1 else _Serial() as pool:
+        chunk = max(1, min(16, images // (4 * workers)))
+        for record, anns in tqdm(
+            pool.imap(_scene_record, jobs, chunk), total=images, desc="scenes", unit="img"
+        ):
+            coco["images"].append(record)
+            for ann in anns:
+                coco["annotations"].append({"id": len(coco["annotations"]) + 1, **ann})
+    return coco
 
 
 class _Serial:

@@ -10,6 +10,8 @@ independent of how many worker processes write it (model.scenes.dataset).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from model.scenes import textures as tex
@@ -84,6 +86,84 @@ def _stuff(rng: np.random.Generator, xs: np.ndarray, ys: np.ndarray, k: float):
     return img, region, cats
 
 
+class _Placement(NamedTuple):
+    """An object placed in the scene, in the pixels of its bounding square (y0:y1, x0:x1)."""
+
+    cls: int  # thing class, 0-based (category id - 1)
+    r: float  # radius in px: the shape spans about 90 % of 2r
+    cos: float  # cos and sin of the rotation
+    sin: float
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 of the square, ends exclusive
+    dx: np.ndarray  # (h, w) pixel centres minus the object's centre, px
+    dy: np.ndarray
+    sd: np.ndarray  # (h, w) signed distance to the outline, px (negative inside)
+    mask: np.ndarray  # (h, w) bool: inside the shape
+
+
+def _place(
+    rng: np.random.Generator,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    inst: np.ndarray,
+    count: int,
+    full: dict[int, int],
+    k: float,
+) -> _Placement | None:
+    """Up to 12 draws of a class, size, position and rotation over the (H, W) instance map of
+    `count` instances so far; the first draw that lies mostly in the frame and leaves every
+    earlier object (`full`: instance -> its area when placed) at least 40 % visible, else None."""
+    size = xs.shape[0]
+    reach_extra = 2.5 * k + 2.5 * k + 1  # the shadow's offset and softness, and a pixel
+    min_area = 0.001 * size * size
+    for attempt in range(12):
+        cls = int(rng.integers(len(_THINGS)))
+        shape = _THINGS[cls][1]
+        r = rng.uniform(0.09, 0.5) * size / 2  # shapes span about 90 % of 2r: 8-45 % of the side
+        cx, cy = rng.uniform(0.04, 0.96, 2) * size
+        if attempt == 11 and not full:
+            cx = cy = size / 2  # the first object always finds a place
+        theta = rng.uniform(0, 2 * np.pi)
+        reach = r * 1.05 + reach_extra
+        x0, y0 = max(0, int(cx - reach)), max(0, int(cy - reach))
+        x1, y1 = min(size, int(cx + reach) + 1), min(size, int(cy + reach) + 1)
+        dx, dy = xs[y0:y1, x0:x1] - cx, ys[y0:y1, x0:x1] - cy
+        c, s = np.cos(theta), np.sin(theta)
+        sd = SHAPES[shape]((c * dx + s * dy) / r, (c * dy - s * dx) / r) * r  # px
+        mask = sd < 0
+        if int(mask.sum()) < max(min_area, 0.55 * UNIT_AREA[shape] * r * r):
+            continue  # mostly outside the frame, or tiny
+        under = np.bincount(inst[y0:y1, x0:x1][mask], minlength=count)
+        visible = np.bincount(inst.ravel(), minlength=count)
+        if any(visible[j] - under[j] < max(0.4 * a, min_area) for j, a in full.items()):
+            continue  # would hide too much of an earlier object
+        return _Placement(cls, r, c, s, (x0, y0, x1, y1), dx, dy, sd, mask)
+    return None
+
+
+def _paint(rng: np.random.Generator, img: np.ndarray, obj: _Placement, k: float) -> None:
+    """Draw the object into the (H, W, 3) float image: its class's two-tone pattern in random
+    colours, lit from the top left, a darker rim and a soft shadow."""
+    shape, pattern = _THINGS[obj.cls][1:]
+    c, s, r, dx, dy, sd = obj.cos, obj.sin, obj.r, obj.dx, obj.dy, obj.sd
+    shadow_off, soft = 2.5 * k, 2.5 * k
+    jitter = rng.uniform(0.9, 1.12)
+    m = pattern((c * dx + s * dy) / (k * jitter), (c * dy - s * dx) / (k * jitter), k, rng)
+    col_a, col_b = tex.instance_colours(rng)
+    rgb = col_a + (col_b - col_a) * m[..., None]
+    light = 1.0 + 0.12 * np.clip(-(dx + dy) / (1.4 * r), -1, 1)  # lit from the top left
+    rim = 0.7 + 0.3 * np.clip(-sd / (1.6 * k), 0.0, 1.0)  # darker outline
+    rgb = rgb * (light * rim)[..., None]
+    ssd = SHAPES[shape](
+        (c * (dx - shadow_off) + s * (dy - shadow_off)) / r,
+        (c * (dy - shadow_off) - s * (dx - shadow_off)) / r,
+    )
+    shadow = 0.35 * np.clip((soft - ssd * r) / (2 * soft), 0.0, 1.0)
+    alpha = np.clip(0.5 - sd, 0.0, 1.0)[..., None]
+    x0, y0, x1, y1 = obj.box
+    patch = img[y0:y1, x0:x1] * (1 - shadow)[..., None]
+    img[y0:y1, x0:x1] = patch * (1 - alpha) + rgb * alpha
+
+
 def render_instances(
     rng: np.random.Generator, size: int
 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -98,54 +178,15 @@ def render_instances(
     img, inst, cats = _stuff(rng, xs, ys, k)
     img = img.astype(np.float32)
     full: dict[int, int] = {}  # object instance -> its in-frame area when placed
-    shadow_off, soft = 2.5 * k, 2.5 * k
-    min_area = 0.001 * size * size
     for _ in range(int(rng.integers(1, 7))):
-        for _attempt in range(12):
-            cls = int(rng.integers(len(_THINGS)))
-            _, shape, pattern = _THINGS[cls]
-            r = (
-                rng.uniform(0.09, 0.5) * size / 2
-            )  # shapes span about 90 % of 2r: 8-45 % of the side
-            cx, cy = rng.uniform(0.04, 0.96, 2) * size
-            if _attempt == 11 and not full:
-                cx = cy = size / 2  # the first object always finds a place
-            theta = rng.uniform(0, 2 * np.pi)
-            reach = r * 1.05 + shadow_off + soft + 1
-            x0, y0 = max(0, int(cx - reach)), max(0, int(cy - reach))
-            x1, y1 = min(size, int(cx + reach) + 1), min(size, int(cy + reach) + 1)
-            dx, dy = xs[y0:y1, x0:x1] - cx, ys[y0:y1, x0:x1] - cy
-            c, s = np.cos(theta), np.sin(theta)
-            sd = SHAPES[shape]((c * dx + s * dy) / r, (c * dy - s * dx) / r) * r  # px
-            mask = sd < 0
-            area = int(mask.sum())
-            if area < max(min_area, 0.55 * UNIT_AREA[shape] * r * r):
-                continue  # mostly outside the frame, or tiny
-            under = np.bincount(inst[y0:y1, x0:x1][mask], minlength=len(cats))
-            visible = np.bincount(inst.ravel(), minlength=len(cats))
-            if any(visible[j] - under[j] < max(0.4 * a, min_area) for j, a in full.items()):
-                continue  # would hide too much of an earlier object
-            break
-        else:
+        obj = _place(rng, xs, ys, inst, len(cats), full, k)
+        if obj is None:
             continue
-        jitter = rng.uniform(0.9, 1.12)
-        m = pattern((c * dx + s * dy) / (k * jitter), (c * dy - s * dx) / (k * jitter), k, rng)
-        col_a, col_b = tex.instance_colours(rng)
-        rgb = col_a + (col_b - col_a) * m[..., None]
-        light = 1.0 + 0.12 * np.clip(-(dx + dy) / (1.4 * r), -1, 1)  # lit from the top left
-        rim = 0.7 + 0.3 * np.clip(-sd / (1.6 * k), 0.0, 1.0)  # darker outline
-        rgb = rgb * (light * rim)[..., None]
-        ssd = SHAPES[shape](
-            (c * (dx - shadow_off) + s * (dy - shadow_off)) / r,
-            (c * (dy - shadow_off) - s * (dx - shadow_off)) / r,
-        )
-        shadow = 0.35 * np.clip((soft - ssd * r) / (2 * soft), 0.0, 1.0)
-        alpha = np.clip(0.5 - sd, 0.0, 1.0)[..., None]
-        patch = img[y0:y1, x0:x1] * (1 - shadow)[..., None]
-        img[y0:y1, x0:x1] = patch * (1 - alpha) + rgb * alpha
-        inst[y0:y1, x0:x1][mask] = len(cats)
-        full[len(cats)] = area
-        cats.append(cls + 1)
+        _paint(rng, img, obj, k)
+        x0, y0, x1, y1 = obj.box
+        inst[y0:y1, x0:x1][obj.mask] = len(cats)
+        full[len(cats)] = int(obj.mask.sum())
+        cats.append(obj.cls + 1)
     image = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return image, inst, cats
 
