@@ -210,7 +210,7 @@ def load_encoder(
     """Load this project's checkpoints (training or encoder) or a published full checkpoint.
 
     The architecture, K and D are read from the file. The device defaults to CUDA when present;
-    precision is fp32 or bf16 (autocast), see PRECISIONS.
+    precision is fp32 or bf16 (autocast), see model.encoder.PRECISIONS.
     Raises CheckpointError for missing, truncated, foreign, malformed or mismatching files;
     the weights' names and shapes are checked before the network is allocated.
     """
