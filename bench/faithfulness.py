@@ -207,7 +207,7 @@ def measure(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     )
 
     # ranking of the top-5 images per prototype at the authors' crop
-    geometry = Geometry(fp32.stride, fp32.input_size, AUTHORS_VIEW)
+    geometry = Geometry(fp32.transform, AUTHORS_VIEW)
     ours, theirs = np.full((len(pictures), K), np.nan), np.zeros((len(pictures), K))
     for i, picture in enumerate(pictures):
         x, info = preprocess(geometry, picture)

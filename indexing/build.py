@@ -41,7 +41,8 @@ from indexing.store import (
 from indexing.views import AUTHORS_VIEW, View
 from indexing.writer import write_index
 from model import distributed
-from model.encoder import PRECISIONS, SlotConEncoder, load_encoder
+from model.checkpoint import load_encoder
+from model.encoder import PRECISIONS, SlotConEncoder
 from model.outdir import check_output_dir
 
 
@@ -258,7 +259,7 @@ def _extract_share(
         for j in todo
         for i in range(0, len(chunks[j]), cfg.batch_size)
     ]
-    geometry = Geometry(encoder.stride, encoder.input_size, _view(cfg))
+    geometry = Geometry(encoder.transform, _view(cfg))
     dataset = ImageFiles(root, paths, geometry, label_source)
     loader = make_loader(dataset, batches, cfg.workers, pin_memory=encoder.device.type == "cuda")
     total = sum(len(c) for c in chunks)

@@ -284,7 +284,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
     else:
         if args.checkpoint is None:
             raise ValueError("--protocol cocostuff27 needs --checkpoint (dots are recomputed)")
-        from model.encoder import load_encoder
+        from model.checkpoint import load_encoder
 
         if not (annotations or args.stuffthing_dir):
             raise ValueError(

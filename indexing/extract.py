@@ -22,27 +22,27 @@ from torch.utils.data import DataLoader, Dataset
 from indexing.cocostuff import IGNORE_INDEX
 from indexing.views import View, view_geometry, view_image
 from model.data import UnreadableImage, load_rgb
-from model.encoder import Preprocessed, SlotConEncoder, assign_pixels, counted_region
+from model.encoder import SlotConEncoder
+from model.transforms import ImageTransform, Preprocessed, assign_pixels, counted_region
 from model.workers import exit_with_parent
 
 MAX_PIXELS = 100_000_000  # larger images are skipped (their maps alone would take 200 MB)
 
 
 class Geometry(NamedTuple):
-    """What SlotConEncoder.preprocess reads of the encoder; cheap to send to workers."""
+    """How the workers preprocess, without the weights; cheap to send to them."""
 
-    stride: int  # output stride of the encoder
-    input_size: int  # shorter side the images are resized to
+    transform: ImageTransform  # the encoder's (encoder.transform): shorter side, stride padding
     view: View | None = None  # a fixed centre crop instead (the authors' 256 / 224)
 
 
 def preprocess(geometry: Geometry, image) -> tuple[torch.Tensor, Preprocessed]:
-    """The encoder's own preprocessing (shorter side, stride padding), without the weights;
-    with a view, its centre crop, and a Preprocessed that places the crop in the image."""
-    if geometry.view is None:
-        return SlotConEncoder.preprocess(geometry, image)  # only reads .stride and .input_size
-    view = geometry.view
-    x, crop = SlotConEncoder.preprocess(geometry, view_image(image, view), view.crop)
+    """The encoder's own preprocessing (shorter side, stride padding); with a view, its centre
+    crop, and a Preprocessed that places the crop in the image."""
+    transform, view = geometry
+    if view is None:
+        return transform.apply_image(image)
+    x, crop = transform.apply_image(view_image(image, view), view.crop)
     resized_size, offset = view_geometry(image.size, view)
     return x, Preprocessed(image.size, resized_size, crop.map_size, offset)
 
@@ -82,7 +82,7 @@ class ImageFiles(Dataset):
         x, info = preprocess(self.geometry, image)
         labels = self.labels(position) if self.labels is not None else None
         if labels is not None and self.geometry.view is not None:
-            labels = outside_ignored(labels, counted_region(info, self.geometry.stride))
+            labels = outside_ignored(labels, self.geometry.transform.counted_region(info))
         return Item(position, x[0], info, "", labels)
 
 

@@ -22,7 +22,7 @@ from indexing.evaluation import (
     match_clusters,
     scores_from_mapping,
 )
-from model.encoder import Preprocessed, assign_pixels
+from model.transforms import Preprocessed, assign_pixels
 
 
 def fit_centroids(

@@ -27,7 +27,8 @@ from indexing.groundtruth import CocoLabels, read_stuffthing_png
 from indexing.picie import cluster_map, fit_centroids
 from indexing.views import PICIE_VIEW, View, view_image, view_labels
 from model.data import UnreadableImage, load_rgb
-from model.encoder import Preprocessed, SlotConEncoder, assign_pixels
+from model.encoder import SlotConEncoder
+from model.transforms import Preprocessed, assign_pixels
 
 NUM_CLASSES = 27
 CURATED_LIST = Path(__file__).parent / "data" / "cocostuff27_val2017_curated.txt"

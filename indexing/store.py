@@ -27,12 +27,13 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+from model.atomic import write_bytes_atomic
 
 FORMAT = "slotcon-explorer-index"
 FORMAT_VERSION = 2
@@ -64,27 +65,8 @@ def sha256_file(path: str | Path, block: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def write_bytes_atomic(path: str | Path, data: bytes, durable: bool = True) -> None:
-    """Write to a temporary file beside `path`, fsync, rename: never a half-written file.
-    `durable=False` skips the fsync (caches that can be rebuilt, written on hot paths)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json_atomic(path: str | Path, obj: object) -> None:
+    """JSON (indented, no NaN) written atomically: model.atomic.write_bytes_atomic."""
     write_bytes_atomic(path, (json.dumps(obj, indent=1, allow_nan=False) + "\n").encode())
 
 

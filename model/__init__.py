@@ -12,11 +12,12 @@ _EXPORTS = {
     "ModelConfig": "model.config",
     "TrainConfig": "model.config",
     "GroupingOutput": "model.grouping",
+    "ImageTransform": "model.transforms",
     "ImageGrouping": "model.encoder",
-    "Preprocessed": "model.encoder",
+    "Preprocessed": "model.transforms",
     "SlotConEncoder": "model.encoder",
-    "assign_pixels": "model.encoder",
-    "load_encoder": "model.encoder",
+    "assign_pixels": "model.transforms",
+    "load_encoder": "model.checkpoint",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,4 +1,5 @@
-"""Checkpoint files: this project's self-describing format and the published SlotCon format.
+"""Checkpoint files: this project's self-describing format and the published SlotCon format,
+and load_encoder, which builds the inference encoder from any of them.
 
 Everything is read with torch.load(weights_only=True); only argparse.Namespace (the published
 files' 'args') is allow-listed, so a file that needs any other Python object is refused before
@@ -9,16 +10,16 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import pickle
-import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 
+from model.atomic import write_atomic
 from model.backbone import infer_backbone
 from model.config import ModelConfig, model_config_from_dict
+from model.encoder import SlotConEncoder
 
 FORMAT = "slotcon-explorer"
 VERSION = 1
@@ -31,8 +32,8 @@ TEACHER_PARTS = {
 
 
 # Upper bounds on a model read from a file: far above any real SlotCon (paper: K 256, D 256,
-# H 4096, width 1), far below sizes whose allocation would exhaust memory. K also fits the int16
-# assignment maps.
+# hidden width 4096, width 1), far below sizes whose allocation would exhaust memory. K also
+# fits the int16 assignment maps.
 MODEL_LIMITS = {"num_prototypes": 32767, "dim_out": 65536, "dim_hidden": 65536, "width": 16.0}
 _TYPES = {"int": int, "float": float, "str": str}  # ModelConfig's field annotations
 
@@ -45,19 +46,7 @@ def save_atomic(obj: dict, path: str | Path) -> None:
     """torch.save to a temporary file beside `path`, then rename: never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -210,3 +199,53 @@ def encoder_weights(ckpt: dict, name: str = "checkpoint") -> tuple[ModelConfig, 
         f"{name}: not a SlotCon checkpoint (expected this project's format or the published "
         f"full checkpoint with 'model' -> 'module.encoder_k.*'; found keys: {keys})"
     )
+
+
+def load_encoder(
+    path: str | Path,
+    device: str | torch.device | None = None,
+    input_size: int | None = None,
+    precision: str = "fp32",
+) -> SlotConEncoder:
+    """Load this project's checkpoints (training or encoder) or a published full checkpoint.
+
+    The architecture, K and D are read from the file. The device defaults to CUDA when present;
+    precision is fp32 or bf16 (autocast), see model.encoder.PRECISIONS.
+    Raises CheckpointError for missing, truncated, foreign, malformed or mismatching files;
+    the weights' names and shapes are checked before the network is allocated.
+    """
+    ckpt = read_checkpoint(path)
+    cfg, state = encoder_weights(ckpt, Path(path).name)
+    check_weights_fit(cfg, state, Path(path).name)
+    encoder = SlotConEncoder(cfg, input_size, precision)
+    try:
+        encoder.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"{Path(path).name}: weights do not fit the model: {error}"
+        ) from error
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return encoder.to(device)
+
+
+def check_weights_fit(cfg: ModelConfig, state: dict, name: str = "checkpoint") -> None:
+    """CheckpointError unless `state` has exactly the names and shapes of an encoder of `cfg`.
+
+    The reference is built on the meta device: no memory, whatever the config claims (a file
+    whose config says K = 2**40 beside weights for K = 8 allocates nothing)."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in SlotConEncoder(cfg).state_dict().items()}
+    problems = [f"missing {k}" for k in sorted(expected.keys() - state.keys())]
+    problems += [f"unexpected {k}" for k in sorted(state.keys() - expected.keys())]
+    problems += [
+        f"{k} is {tuple(state[k].shape)} in the file, {shape} for the config"
+        for k, shape in expected.items()
+        if k in state and tuple(state[k].shape) != shape
+    ]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise CheckpointError(
+            f"{name}: weights do not fit the model of its config ({cfg.arch}, K "
+            f"{cfg.num_prototypes}, D {cfg.dim_out}): {'; '.join(problems[:3])}{more}"
+        )

@@ -20,7 +20,7 @@ class ModelConfig:
     arch: str = _f("resnet50", "backbone: resnet18 | resnet34 | resnet50 (torchvision layout)")
     width: float = _f(1.0, "backbone channel multiplier; < 1 for small CPU models")
     output_stride: int = _f(32, "32 (paper), 16 (dilated layer4) or 8 (dilated layer3 + layer4)")
-    dim_hidden: int = _f(4096, "H: hidden width of projector and predictor")
+    dim_hidden: int = _f(4096, "hidden width of projector and predictor (paper: 4096)")
     dim_out: int = _f(256, "D: slot / prototype embedding size")
     num_prototypes: int = _f(256, "K: paper uses 256 on COCO; best near the real number of classes")
     teacher_temp: float = _f(0.07, "tau_t: sharp teacher assignment (also the grouping softmax)")
@@ -186,12 +186,6 @@ def model_config_from_dict(values: dict) -> ModelConfig:
     """Rebuild a ModelConfig from `asdict` output, ignoring keys of newer versions."""
     known = {f.name for f in fields(ModelConfig)}
     return ModelConfig(**{k: v for k, v in values.items() if k in known})
-
-
-def train_config_from_dict(values: dict) -> TrainConfig:
-    known = {f.name for f in fields(TrainConfig)}
-    kwargs = {k: v for k, v in values.items() if k in known and k != "model"}
-    return TrainConfig(model=model_config_from_dict(values.get("model", {})), **kwargs)
 
 
 def override(cfg: TrainConfig, **changes) -> TrainConfig:

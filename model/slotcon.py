@@ -36,15 +36,15 @@ class SlotCon(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        K, D, H = cfg.num_prototypes, cfg.dim_out, cfg.dim_hidden
+        K, D, hidden = cfg.num_prototypes, cfg.dim_out, cfg.dim_hidden
         self.encoder_q = build_backbone(cfg)
         self.encoder_k = build_backbone(cfg)
         C = self.encoder_q.num_channels
-        self.projector_q = Projector(C, H, D)
-        self.projector_k = Projector(C, H, D)
+        self.projector_q = Projector(C, hidden, D)
+        self.projector_k = Projector(C, hidden, D)
         self.grouping_q = SemanticGrouping(K, D, cfg.teacher_temp)
         self.grouping_k = SemanticGrouping(K, D, cfg.teacher_temp)
-        self.predictor_slot = Predictor(D, H, D)
+        self.predictor_slot = Predictor(D, hidden, D)
         self.register_buffer("center", torch.zeros(1, K))
         for student, teacher in self._pairs():
             teacher.load_state_dict(student.state_dict())

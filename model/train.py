@@ -11,10 +11,11 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, fields
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
 from functools import partial
 from pathlib import Path
+from typing import TextIO
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -207,6 +208,122 @@ def _data(cfg: TrainConfig, per_rank: int, rank: int, world: int, device: torch.
     return sampler, lambda: ((views, int(skipped.gt(0).sum())) for views, skipped in loader)
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """The run's learning rate and teacher momentum at each optimisation step."""
+
+    total_steps: int  # optimisation steps of the whole run: epochs x steps per epoch
+    warmup_steps: int  # steps of linear learning-rate warm-up
+    lr: float  # peak learning rate, reached at the end of the warm-up
+    min_lr: float  # learning rate at the end of the cosine decay
+    momentum: float  # teacher EMA momentum at step 0; rises to 1 at the end (cosine)
+
+    def at(self, step: int) -> tuple[float, float]:
+        """(learning rate, teacher momentum) for the step after `step` completed steps."""
+        lr = learning_rate(step, self.total_steps, self.warmup_steps, self.lr, self.min_lr)
+        return lr, teacher_momentum(step, self.total_steps, self.momentum)
+
+
+def train_one_epoch(
+    net: torch.nn.Module,
+    model: SlotCon,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    batches: Iterable[tuple[Sequence[torch.Tensor], int]],
+    schedule: Schedule,
+    epoch: int,
+    step: int,
+    amp_dtype: torch.dtype | None,
+    out: Path,
+    report: Callable[[dict], None],
+) -> tuple[int, int]:
+    """One epoch of optimisation steps; returns (completed steps, samples that replaced an
+    unreadable image). `batches` gives (TwoViews tensors, replaced samples) per step; `report`
+    gets each step's log record (step, epoch, losses, lr, momentum, images_per_s)."""
+    device = next(model.parameters()).device
+    world = distributed.world_size()
+    skipped_total = 0
+    tick = time.perf_counter()
+    for views, skipped in batches:
+        skipped_total += skipped
+        lr, momentum = schedule.at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        tensors = views_to_device(views, device)
+        check = partial(_stop_if_diverged, world=world, step=step, epoch=epoch, out=out)
+        losses = optimisation_step(
+            net, model, optimizer, scaler, tensors, amp_dtype, momentum, check
+        )
+        step += 1
+        now = time.perf_counter()
+        report(
+            {
+                "step": step,
+                "epoch": epoch,
+                "loss": losses.loss.item(),
+                "group_loss": losses.group.item(),
+                "slot_loss": losses.slot.item(),
+                "lr": lr,
+                "momentum": momentum,
+                "images_per_s": tensors[0].shape[0] * world / max(now - tick, 1e-9),
+            }
+        )
+        tick = now
+    return step, skipped_total
+
+
+def _log_to(log: TextIO | None, bar: tqdm) -> Callable[[dict], None]:
+    """A report function for train_one_epoch: one JSON line in `log` (if any), the bar's postfix."""
+
+    def report(record: dict) -> None:
+        if log:
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+        bar.set_postfix(loss=f"{record['loss']:.3f}", ips=f"{record['images_per_s']:.0f}")
+        bar.update(1)
+
+    return report
+
+
+def _processes(cfg: TrainConfig) -> tuple[torch.device, int, int, int]:
+    """(device, world size, rank, samples per rank and step): joins torchrun's process group
+    when there is one; cfg.device, when set, overrides the device it picks."""
+    device = distributed.init_from_environment()
+    if cfg.device:
+        device = torch.device(cfg.device)
+    world, rank = distributed.world_size(), distributed.rank()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch size {cfg.batch_size} is not divisible by {world} processes")
+    return device, world, rank, cfg.batch_size // world
+
+
+def _device_ids(device: torch.device) -> list[int] | None:
+    """DistributedDataParallel's device_ids: this process's GPU, None on the CPU."""
+    return [device.index] if device.type == "cuda" else None
+
+
+def _save_after_epoch(
+    out: Path, cfg: TrainConfig, model, optimizer, scaler, done: int, step: int, last_epoch: int
+) -> None:
+    """After `done` completed epochs: the teacher snapshot every cfg.snapshot_every epochs, the
+    checkpoints (last.pt, encoder.pt) every cfg.save_every epochs and at the end."""
+    if cfg.snapshot_every and done % cfg.snapshot_every == 0:
+        snapshot_path(out, done).parent.mkdir(exist_ok=True)
+        save_atomic(_encoder(cfg, model, done, step), snapshot_path(out, done))
+    if done % cfg.save_every == 0 or done == cfg.epochs or done == last_epoch:
+        _save(out, cfg, model, optimizer, scaler, done, step)
+
+
+def _model(cfg: TrainConfig, device: torch.device, world: int) -> SlotCon:
+    """The SlotCon module on `device`: SyncBatchNorm across GPUs, channels_last on CUDA."""
+    model = SlotCon(cfg.model).to(device)
+    if world > 1 and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
 def train(cfg: TrainConfig, resume: bool = True, stop_after_epochs: int | None = None) -> Path:
     """Run (or continue) training; returns the output directory.
 
@@ -215,26 +332,20 @@ def train(cfg: TrainConfig, resume: bool = True, stop_after_epochs: int | None =
     directory of this program (model.outdir.OutputDirError otherwise, before any work).
     """
     check_output_dir(cfg.out, is_run_dir, "a training run")
-    device = distributed.init_from_environment()
-    if cfg.device:
-        device = torch.device(cfg.device)
-    world, rank = distributed.world_size(), distributed.rank()
-    if cfg.batch_size % world:
-        raise ValueError(f"batch size {cfg.batch_size} is not divisible by {world} processes")
-    per_rank = cfg.batch_size // world
+    device, world, rank, per_rank = _processes(cfg)
     out = Path(cfg.out)
     torch.manual_seed(cfg.seed)
 
-    model = SlotCon(cfg.model).to(device)
-    if world > 1 and device.type == "cuda":
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = _model(cfg, device, world)
     sampler, batches = _data(cfg, per_rank, rank, world, device)
     steps_per_epoch = len(sampler) // per_rank
-    total_steps = cfg.epochs * steps_per_epoch
-    warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
-
+    schedule = Schedule(
+        total_steps=cfg.epochs * steps_per_epoch,
+        warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
+        lr=cfg.lr,
+        min_lr=cfg.min_lr,
+        momentum=cfg.teacher_momentum,
+    )
     optimizer = build_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
     amp_dtype = _autocast_dtype(cfg, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
@@ -243,10 +354,7 @@ def train(cfg: TrainConfig, resume: bool = True, stop_after_epochs: int | None =
         start_epoch, step = _restore(out / "last.pt", cfg, model, optimizer, scaler)
         if distributed.is_main_process():
             print(f"resuming from {out / 'last.pt'} at epoch {start_epoch}, step {step}")
-    net = model
-    if world > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        net = DistributedDataParallel(model, device_ids=ids)
+    net = DistributedDataParallel(model, device_ids=_device_ids(device)) if world > 1 else model
 
     main = distributed.is_main_process()
     if main:
@@ -254,54 +362,29 @@ def train(cfg: TrainConfig, resume: bool = True, stop_after_epochs: int | None =
         _truncate_log(out / "log.jsonl", step)
     log = (out / "log.jsonl").open("a") if main else None
     last_epoch = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, stop_after_epochs)
-    bar = tqdm(total=total_steps, initial=step, disable=not main, desc="train", unit="step")
+    bar = tqdm(
+        total=schedule.total_steps, initial=step, disable=not main, desc="train", unit="step"
+    )
     skipped_total = 0
     try:
         for epoch in range(start_epoch, last_epoch):
             sampler.set_epoch(epoch)
-            tick = time.perf_counter()
-            for views, skipped in batches():
-                skipped_total += skipped
-                lr = learning_rate(step, total_steps, warmup_steps, cfg.lr, cfg.min_lr)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                momentum = teacher_momentum(step, total_steps, cfg.teacher_momentum)
-                tensors = views_to_device(views, device)
-
-                losses = optimisation_step(
-                    net,
-                    model,
-                    optimizer,
-                    scaler,
-                    tensors,
-                    amp_dtype,
-                    momentum,
-                    partial(_stop_if_diverged, world=world, step=step, epoch=epoch, out=out),
-                )
-                step += 1
-                now = time.perf_counter()
-                record = {
-                    "step": step,
-                    "epoch": epoch,
-                    "loss": losses.loss.item(),
-                    "group_loss": losses.group.item(),
-                    "slot_loss": losses.slot.item(),
-                    "lr": lr,
-                    "momentum": momentum,
-                    "images_per_s": per_rank * world / max(now - tick, 1e-9),
-                }
-                tick = now
-                if log:
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
-                bar.set_postfix(loss=f"{record['loss']:.3f}", ips=f"{record['images_per_s']:.0f}")
-                bar.update(1)
-            done = epoch + 1
-            if main and cfg.snapshot_every and done % cfg.snapshot_every == 0:
-                snapshot_path(out, done).parent.mkdir(exist_ok=True)
-                save_atomic(_encoder(cfg, model, done, step), snapshot_path(out, done))
-            if main and (done % cfg.save_every == 0 or done == cfg.epochs or done == last_epoch):
-                _save(out, cfg, model, optimizer, scaler, done, step)
+            step, skipped = train_one_epoch(
+                net,
+                model,
+                optimizer,
+                scaler,
+                batches(),
+                schedule,
+                epoch,
+                step,
+                amp_dtype,
+                out,
+                report=_log_to(log, bar),
+            )
+            skipped_total += skipped
+            if main:
+                _save_after_epoch(out, cfg, model, optimizer, scaler, epoch + 1, step, last_epoch)
             distributed.barrier()
     finally:
         bar.close()

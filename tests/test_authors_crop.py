@@ -23,7 +23,7 @@ from indexing.extract import (
 )
 from indexing.groundtruth import CocoLabels
 from indexing.views import AUTHORS_VIEW
-from model.encoder import Preprocessed, assign_pixels, counted_region
+from model.transforms import ImageTransform, Preprocessed, assign_pixels, counted_region
 
 STRIDE = 32
 # pycocotools' mask decoding under numpy 2 (the indexing_data fixture)
@@ -47,7 +47,7 @@ def test_the_input_is_the_authors_transform() -> None:
             T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
         ]
     )
-    x, info = preprocess(Geometry(STRIDE, 448, AUTHORS_VIEW), image)
+    x, info = preprocess(Geometry(ImageTransform(STRIDE, 448), AUTHORS_VIEW), image)
     torch.testing.assert_close(x[0], authors(image), rtol=0, atol=1e-6)
     # 640 x 480 -> 341 x 256, crop from (58, 16); 7 x 7 cells of 32 px
     assert info == Preprocessed((640, 480), (341, 256), (7, 7), (58, 16))
@@ -95,12 +95,16 @@ def test_the_authors_ranking_score_by_hand() -> None:
 def test_labels_outside_the_crop_are_not_counted(tmp_path) -> None:
     _photo().save(tmp_path / "a.png")
     labels = np.full((480, 640), 3, dtype=np.uint8)
-    files = ImageFiles(tmp_path, ["a.png"], Geometry(STRIDE, 448, AUTHORS_VIEW), lambda i: labels)
+    files = ImageFiles(
+        tmp_path, ["a.png"], Geometry(ImageTransform(STRIDE, 448), AUTHORS_VIEW), lambda i: labels
+    )
     item = files[0]
     x0, y0, x1, y1 = counted_region(item.info, STRIDE)
     assert (item.labels[y0:y1, x0:x1] == 3).all()
     assert (item.labels == 3).sum() == (x1 - x0) * (y1 - y0)  # 255 elsewhere
-    whole = ImageFiles(tmp_path, ["a.png"], Geometry(STRIDE, 448), lambda i: labels)[0]
+    whole = ImageFiles(
+        tmp_path, ["a.png"], Geometry(ImageTransform(STRIDE, 448)), lambda i: labels
+    )[0]
     assert (whole.labels == 3).all() and counted_region(whole.info, STRIDE) == (0, 0, 640, 480)
 
 

@@ -16,8 +16,9 @@ from indexing import ConceptIndex
 from indexing.batching import batches_of_one_shape, stack_items
 from indexing.build import BuildConfig, build_index
 from indexing.extract import Item
+from model.checkpoint import load_encoder
 from model.data import load_rgb
-from model.encoder import assign_pixels, load_encoder
+from model.transforms import assign_pixels
 
 DEMO_CHECKPOINT = Path(__file__).parents[1] / "assets" / "demo_encoder.pt"
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import torch
 from PIL import Image
 
 from model import CheckpointError, load_encoder
+from model.atomic import write_atomic, write_bytes_atomic
 from model.checkpoint import encoder_checkpoint, read_checkpoint, save_atomic, teacher_state
 from model.config import TINY, ModelConfig, override
 from model.slotcon import SlotCon
@@ -247,6 +250,46 @@ def test_save_atomic_keeps_the_old_file_when_saving_fails(tmp_path):
         save_atomic(bad, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_atomic_writes_give_an_ordinary_files_mode_without_touching_the_umask(
+    tmp_path, monkeypatch
+):
+    """The app writes from request threads: reading the umask by setting it would race."""
+    ordinary = tmp_path / "ordinary"
+    ordinary.write_bytes(b"")
+    expected = stat.S_IMODE(ordinary.stat().st_mode)
+
+    def no_umask(mask):
+        raise AssertionError("the process umask must not be changed")
+
+    monkeypatch.setattr(os, "umask", no_umask)
+    save_atomic({"a": torch.arange(3)}, tmp_path / "ckpt.pt")
+    write_bytes_atomic(tmp_path / "table.bin", b"abc")
+    write_bytes_atomic(tmp_path / "cache.bin", b"abc", durable=False)
+    for name in ("ckpt.pt", "table.bin", "cache.bin"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name
+    assert (tmp_path / "table.bin").read_bytes() == b"abc"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "cache.bin",
+        "ckpt.pt",
+        "ordinary",
+        "table.bin",
+    ]
+
+
+def test_write_bytes_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "table.bin"
+    write_bytes_atomic(path, b"old")
+
+    def fail(f):
+        f.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(path, fail)
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["table.bin"]
 
 
 def test_encoder_checkpoint_round_trip_without_training(tmp_path):

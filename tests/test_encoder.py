@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from model import Preprocessed, SlotConEncoder, assign_pixels
+from model import ImageTransform, Preprocessed, SlotConEncoder, assign_pixels
 from model.augment import IMAGENET_MEAN, IMAGENET_STD
 from model.config import TINY
 
@@ -82,6 +83,20 @@ def test_valid_mask(encoder):
     assert mask.shape == (2, 1, 2, 3) and mask.dtype == torch.bool
     assert mask[0].all()
     assert mask[1, 0].tolist() == [[True, True, False], [True, True, False]]
+
+
+def test_the_transform_needs_no_weights_and_is_the_encoders(encoder):
+    """Workers preprocess with a pickled ImageTransform: the same tensors as the encoder's."""
+    transform = pickle.loads(pickle.dumps(ImageTransform(STRIDE, 40)))
+    assert encoder.transform == transform
+    assert (encoder.stride, encoder.input_size) == (STRIDE, 40)
+    for size in (None, 24):
+        x, info = transform.apply_image(_picture(50, 30, seed=2), size)
+        y, expected = encoder.preprocess(_picture(50, 30, seed=2), size)
+        assert info == expected and torch.equal(x, y)
+    assert torch.equal(
+        transform.valid_mask([info], x.shape[-2:]), encoder.valid_mask([info], x.shape[-2:])
+    )
 
 
 # ---------------------------------------------------------------- group / assign_pixels

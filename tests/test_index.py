@@ -19,7 +19,7 @@ from indexing.build import build_index
 from indexing.evaluation import ConfusionAccumulator, hungarian_scores, majority_vote_scores
 from indexing.groundtruth import CocoLabels
 from indexing.search import build_faiss, save_faiss
-from model.encoder import load_encoder
+from model.checkpoint import load_encoder
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 SEGMENT = ["slot_id", "image_id", "prototype", "area", "score", "bbox"]

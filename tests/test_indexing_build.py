@@ -19,8 +19,8 @@ from indexing import ConceptIndex
 from indexing.build import build_index
 from indexing.extract import bounding_boxes
 from indexing.store import partial_dir
+from model.checkpoint import load_encoder
 from model.data import load_rgb
-from model.encoder import load_encoder
 
 # pycocotools' mask decoding under numpy 2
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

@@ -22,8 +22,9 @@ from indexing.cocostuff import COCOSTUFF27_CLASSES, COCOSTUFF_CATEGORIES
 from indexing.evaluation import ConfusionAccumulator, hungarian_scores, majority_vote_scores
 from indexing.figure import figure_size, overlay_mask
 from indexing.groundtruth import CocoLabels
+from model.checkpoint import load_encoder
 from model.data import load_rgb
-from model.encoder import assign_pixels, load_encoder
+from model.transforms import assign_pixels
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 ROOT = Path(__file__).resolve().parents[1]

@@ -141,7 +141,7 @@ def test_build_into_an_empty_folder_then_over_its_own_index(
 
 def _scenes(tmp_path_out: Path, *extra: str) -> None:
     argv = ["--out", str(tmp_path_out), "--images", "2", "--size", "32", "--workers", "1"]
-    scenes.main(scenes.build_parser().parse_args(argv + list(extra)))
+    assert scenes.main(argv + list(extra)) == 0
 
 
 def test_scenes_refuse_a_user_folder(tmp_path, capsys) -> None:

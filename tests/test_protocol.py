@@ -16,7 +16,8 @@ from indexing.evaluation import ConfusionAccumulator
 from indexing.picie import cluster_map, fit_centroids, picie_scores
 from indexing.protocol import cocostuff27
 from indexing.views import AUTHORS_VIEW, PICIE_VIEW, View, view_geometry, view_image, view_labels
-from model.encoder import Preprocessed, load_encoder
+from model.checkpoint import load_encoder
+from model.transforms import Preprocessed
 
 STRIDE = 4
 # pycocotools' mask decoding under numpy 2 (the indexing_data fixture)

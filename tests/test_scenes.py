@@ -9,17 +9,16 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from model import scenes
 from model.scenes import (
     CATEGORIES,
     STUFF_CLASSES,
     THING_CLASSES,
-    build_parser,
     main,
     render_instances,
     render_scene,
     write_scenes,
 )
+from model.scenes import dataset as scenes_dataset
 
 SIZE = 64
 SEED = 5
@@ -125,7 +124,7 @@ def test_complete_data_set_is_reused_other_parameters_replace_it(tmp_path, monke
     def fail(job):
         raise AssertionError("must not render again")
 
-    monkeypatch.setattr(scenes, "_scene_record", fail)
+    monkeypatch.setattr(scenes_dataset, "_scene_record", fail)
     assert write_scenes(out, 4, 48, seed=0) == out / "annotations/instances_train.json"
     assert (out / "annotations/instances_train.json").read_bytes() == before
     monkeypatch.undo()
@@ -137,14 +136,14 @@ def test_complete_data_set_is_reused_other_parameters_replace_it(tmp_path, monke
 
 
 def _fail_at_image_3(monkeypatch):
-    real = scenes._scene_record
+    real = scenes_dataset._scene_record
 
     def flaky(job):
         if job[1] == 3:
             raise RuntimeError("interrupted")
         return real(job)
 
-    monkeypatch.setattr(scenes, "_scene_record", flaky)
+    monkeypatch.setattr(scenes_dataset, "_scene_record", flaky)
 
 
 def test_interrupted_write_leaves_no_partial_directory(tmp_path, monkeypatch):
@@ -162,7 +161,7 @@ def test_interrupted_second_split_keeps_the_first(tmp_path, monkeypatch):
         write_scenes(out, 5, 48, seed=9, split="val", workers=1)
     assert sorted(p.name for p in out.iterdir()) == ["annotations", "train"]
     assert sorted(p.name for p in (out / "annotations").iterdir()) == [train.name]
-    assert scenes.find_complete(out, 3, 48, 0) == train
+    assert scenes_dataset.find_complete(out, 3, 48, 0) == train
 
 
 def test_refuses_to_replace_a_foreign_data_set(tmp_path):
@@ -184,7 +183,7 @@ def test_refuses_to_replace_a_foreign_data_set(tmp_path):
 )
 def test_bad_arguments_exit_2_with_a_message(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as exc:
-        main(build_parser().parse_args(["--out", str(tmp_path / "ds"), *argv]))
+        main(["--out", str(tmp_path / "ds"), *argv])
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "ds").exists()
@@ -193,6 +192,6 @@ def test_bad_arguments_exit_2_with_a_message(tmp_path, capsys, argv, message):
 def test_unwritable_output_exits_2(tmp_path, capsys):
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(SystemExit) as exc:
-        main(build_parser().parse_args(["--out", str(tmp_path / "file" / "ds"), "--images", "2"]))
+        main(["--out", str(tmp_path / "file" / "ds"), "--images", "2"])
     assert exc.value.code == 2
     assert "cannot write" in capsys.readouterr().err

@@ -18,10 +18,9 @@ from torch.utils.data import DataLoader
 
 from model import train as train_module
 from model.augment import AugmentConfig
-from model.checkpoint import read_checkpoint
+from model.checkpoint import load_encoder, read_checkpoint
 from model.config import PRESETS, TINY, override
 from model.data import ImageCollection, TwoViewDataset
-from model.encoder import load_encoder
 from model.slotcon import SlotCon, teacher_momentum
 from model.train import TrainingDiverged, build_parser, config_from_args, main, train
 

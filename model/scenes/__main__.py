@@ -1,0 +1,5 @@
+import sys
+
+from model.scenes.cli import main
+
+sys.exit(main())
