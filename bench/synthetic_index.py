@@ -34,8 +34,8 @@ from tqdm import tqdm
 
 from indexing.assignments import encode_assignment
 from indexing.evaluate import scores_dict
-from indexing.evaluation import ConfusionAccumulator
 from indexing.extract import bounding_boxes
+from indexing.metrics import ConfusionAccumulator
 from indexing.partial import Chunk
 from indexing.store import is_index_dir, partial_dir, replace_directory
 from indexing.writer import write_index

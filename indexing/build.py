@@ -25,9 +25,9 @@ from indexing.assignments import encode_assignment
 from indexing.batching import batches_of_one_shape
 from indexing.collection import assign_image_ids, list_collection, load_labels, match_annotations
 from indexing.evaluate import scores_dict
-from indexing.evaluation import ConfusionAccumulator
 from indexing.extract import Geometry, ImageFiles, extract_batch, make_loader
 from indexing.groundtruth import CocoLabels
+from indexing.metrics import ConfusionAccumulator
 from indexing.partial import Chunk, PartialBuild, chunk_of, is_partial_build, shard
 from indexing.search import INDEX_TYPES
 from indexing.store import (

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from indexing.evaluation import prototype_purity
+from indexing.metrics import prototype_purity
 from indexing.partial import Chunk
 
 TOP_K = 100  # top slot ids by score kept per prototype in prototypes.parquet

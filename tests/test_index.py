@@ -16,8 +16,8 @@ from PIL import Image
 
 from indexing import ConceptIndex, ImageRecord, IndexFormatError, IndexMismatchError, QueryResult
 from indexing.build import build_index
-from indexing.evaluation import ConfusionAccumulator, hungarian_scores, majority_vote_scores
 from indexing.groundtruth import CocoLabels
+from indexing.metrics import ConfusionAccumulator, hungarian_scores, majority_vote_scores
 from indexing.search import build_faiss, save_faiss
 from model.encoder import load_encoder
 

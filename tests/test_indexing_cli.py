@@ -19,9 +19,9 @@ from PIL import Image
 from indexing import ConceptIndex
 from indexing.cli import build_parser, main
 from indexing.cocostuff import COCOSTUFF27_CLASSES, COCOSTUFF_CATEGORIES
-from indexing.evaluation import ConfusionAccumulator, hungarian_scores, majority_vote_scores
 from indexing.figure import figure_size, overlay_mask
 from indexing.groundtruth import CocoLabels
+from indexing.metrics import ConfusionAccumulator, hungarian_scores, majority_vote_scores
 from model.data import load_rgb
 from model.encoder import assign_pixels, load_encoder
 
