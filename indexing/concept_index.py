@@ -14,7 +14,6 @@ pixels; similarity = cosine between L2-normalised slot embeddings.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import NamedTuple
 
@@ -47,9 +46,8 @@ from model.encoder import ImageGrouping, SlotConEncoder
 SEGMENT_COLUMNS = ["slot_id", "image_id", "prototype", "area", "score", "bbox"]
 # similar() with a prototype filter on an IVF index: the lists nearest the query may hold few of
 # the prototype's slots, so a prototype of at most this many slots is searched exactly (a few ms),
-# and a larger one exactly once its filtered candidates need more than APPROXIMATE_MAX_FETCH.
+# and a larger one exactly when the lists visited hold fewer than k of them.
 EXACT_FILTER_POOL = 20_000
-APPROXIMATE_MAX_FETCH = 4096
 
 
 class IndexMismatchError(ValueError):
@@ -310,22 +308,48 @@ class ConceptIndex:
         DataFrame[slot_id, image_id, prototype, area, score, bbox, similarity].
 
         exclude_same_image drops the query slot's own image (with slot_id only; with it off,
-        a slot is its own nearest neighbour). prototype: only slots of that prototype. faiss is
-        asked for more results than k and they are filtered; the fetch grows until k remain or
-        the index is exhausted. On an approximate (IVF) index, a prototype filter with few slots
-        (EXACT_FILTER_POOL), or candidates that run out first, lead to an exact search of the
-        admitted slots; otherwise the filtered slots are as approximate as the search (recall
-        is high for the query slot's own prototype, lower for a distant one). Similarities are
-        exact with either index type.
+        a slot is its own nearest neighbour). prototype: only slots of that prototype. Both
+        filters run inside faiss (an image's slots are one id range, a prototype's slots a set
+        of ids: indexing.search.id_selector). On an approximate (IVF) index, a prototype of
+        at most EXACT_FILTER_POOL slots, or a search whose lists hold fewer than k admitted
+        slots, is answered by an exact search of the admitted slots; otherwise the filtered
+        neighbours are as approximate as the search. Similarities are exact with either index.
         """
         if (slot_id is None) == (vector is None):
             raise ValueError("give exactly one of slot_id and vector")
-        own_image = None
+        query, exclude = self._query(slot_id, vector, exclude_same_image)
+        only = None
+        admitted = self.num_slots - (exclude[1] - exclude[0] if exclude else 0)
+        if prototype is not None:
+            p = self._check_prototype(prototype)
+            only = np.sort(self._ranked[self._proto_start[p] : self._proto_start[p + 1]])
+            if exclude is not None:
+                only = only[(only < exclude[0]) | (only >= exclude[1])]
+            exclude, admitted = None, len(only)
+        k = min(int(k), admitted)
+        if k <= 0:
+            return self._with_similarity(np.zeros(0, np.int64), np.zeros(0, np.float32))
+        if only is not None and self._searcher.approximate and len(only) <= EXACT_FILTER_POOL:
+            return self._similar_exact(query, k, exclude, only)
+        sims, ids = self._searcher.search(query[None], k, exclude=exclude, only=only)
+        found = ids[0] >= 0
+        if found.sum() < k:  # IVF: the lists visited ran out of admitted slots
+            return self._similar_exact(query, k, exclude, only)
+        return self._with_similarity(ids[0][found], sims[0][found])
+
+    def _query(
+        self, slot_id: int | None, vector: np.ndarray | None, exclude_same_image: bool
+    ) -> tuple[np.ndarray, tuple[int, int] | None]:
+        """similar()'s (D,) unit query vector and the slot ids [start, end) of the query
+        slot's image when they are excluded (None otherwise)."""
+        exclude = None
         if slot_id is not None:
             slot_id = self._check_slot(slot_id)
             query = self._searcher.reconstruct(slot_id)
             if exclude_same_image:
-                own_image = int(self._slot_image[slot_id])
+                row = self._image_row_of(int(self._slot_image[slot_id]))
+                start, count = (int(c[row]) for c in self._image_slots)
+                exclude = (start, start + count)
         else:
             query = np.asarray(vector, dtype=np.float32).reshape(-1)
             if query.shape != (self.dim,) or not np.all(np.isfinite(query)):
@@ -333,58 +357,25 @@ class ConceptIndex:
         norm = float(np.linalg.norm(query))
         if norm == 0:
             raise ValueError("cannot search with an all-zero vector")
-        query = query / norm
-        pool = self.num_slots
-        if prototype is not None:
-            p = self._check_prototype(prototype)
-            pool = int(self._proto_start[p + 1] - self._proto_start[p])
-        k = int(k)
-        if k <= 0 or pool == 0:
-            return self._with_similarity(np.zeros(0, np.int64), np.zeros(0, np.float32))
-        if prototype is not None and self._searcher.approximate and pool <= EXACT_FILTER_POOL:
-            return self._similar_exact(query, k, own_image, prototype)
-        S = self.num_slots
-        fetch = math.ceil(k * S / pool) + (self.num_prototypes if own_image is not None else 0)
-        while True:
-            fetch = min(fetch, S)
-            sims, ids = self._searcher.search(query[None], fetch)
-            sims, ids = sims[0], ids[0]
-            keep = self._admit(ids, own_image, prototype)
-            if keep.sum() >= k:
-                break
-            if self._searcher.approximate and (ids[-1] < 0 or fetch >= APPROXIMATE_MAX_FETCH):
-                # IVF ran out of candidates (or would scan most lists): search exactly
-                return self._similar_exact(query, k, own_image, prototype)
-            if fetch >= S:
-                break
-            fetch *= 4
-        return self._with_similarity(ids[keep][:k], sims[keep][:k])
-
-    def _admit(self, ids: np.ndarray, own_image: int | None, prototype: int | None) -> np.ndarray:
-        """(n,) bool: ids that are slots (not -1) passing the similar() filters."""
-        keep = ids >= 0
-        if own_image is not None:
-            keep &= self._slot_image[np.maximum(ids, 0)] != own_image
-        if prototype is not None:
-            keep &= self._slot_proto[np.maximum(ids, 0)] == prototype
-        return keep
+        return query / norm, exclude
 
     def _similar_exact(
-        self, query: np.ndarray, k: int, own_image: int | None, prototype: int | None
+        self,
+        query: np.ndarray,
+        k: int,
+        exclude: tuple[int, int] | None,
+        only: np.ndarray | None,
     ) -> pd.DataFrame:
-        """similar() by brute force over the slots the filters admit (the prototype's slots, or
-        all): the rare fallback of an approximate index."""
+        """similar() by brute force over the admitted slots (`only`, or all but `exclude`):
+        the fallback of an approximate index."""
         vectors = self._searcher.vectors
-        if prototype is None:  # one image has at most K slots: k + K candidates suffice
-            sims, ids = exact_search(vectors, query, k + self.num_prototypes)
-            keep = self._admit(ids[0], own_image, None)
-            return self._with_similarity(ids[0][keep][:k], sims[0][keep][:k])
-        start, end = self._proto_start[prototype], self._proto_start[prototype + 1]
-        rows = np.sort(self._ranked[start:end])
-        if own_image is not None:
-            rows = rows[self._slot_image[rows] != own_image]
-        sims, found = exact_search(vectors[rows], query, k)
-        return self._with_similarity(rows[found[0]], sims[0])
+        if only is not None:
+            sims, found = exact_search(vectors[only], query, k)
+            return self._with_similarity(only[found[0]], sims[0])
+        excluded = exclude[1] - exclude[0] if exclude is not None else 0
+        sims, ids = exact_search(vectors, query, k + excluded)
+        keep = (ids[0] < exclude[0]) | (ids[0] >= exclude[1]) if exclude else ids[0] >= 0
+        return self._with_similarity(ids[0][keep][:k], sims[0][keep][:k])
 
     def _with_similarity(self, ids: np.ndarray, sims: np.ndarray) -> pd.DataFrame:
         table = self._rows(ids)

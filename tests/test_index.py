@@ -133,6 +133,48 @@ def test_similar_against_brute_force(index, embeddings) -> None:
     np.testing.assert_allclose(found["similarity"], np.sort(sims)[::-1], atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def ivf_index(indexing_data, tmp_path_factory, embeddings) -> ConceptIndex:
+    """The fixture index with its slots in an IVF,SQ8,RFlat faiss index instead of Flat."""
+    root = tmp_path_factory.mktemp("ivf") / "index"
+    shutil.copytree(indexing_data["index"], root)
+    store, info = build_faiss(embeddings, "ivf")
+    assert info["type"] == "ivf" and info["factory"].endswith(",RFlat")
+    save_faiss(store, root / "slots.faiss")
+    manifest = json.loads((root / "manifest.json").read_text())
+    (root / "manifest.json").write_text(json.dumps(manifest | {"faiss": info}))
+    return ConceptIndex.open(root)
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf-selectors", "ivf-exact"])
+def test_similar_filters_against_brute_force(kind, index, ivf_index, embeddings, monkeypatch):
+    """Excluding the query's image and restricting to one prototype, on a real faiss index of
+    each type: the neighbours of brute force over the admitted slots. ivf-selectors: the
+    prototype filter goes through faiss's IDSelectorBatch (EXACT_FILTER_POOL 0); ivf-exact:
+    through the exact search of a small prototype."""
+    if kind == "ivf-selectors":
+        monkeypatch.setattr("indexing.concept_index.EXACT_FILTER_POOL", 0)
+    searched = index if kind == "flat" else ivf_index
+    assert searched._searcher.approximate == (kind != "flat")
+    slot_image = np.array([index.slot(i)["image_id"] for i in range(index.num_slots)])
+    slot_proto = np.array([index.slot(i)["prototype"] for i in range(index.num_slots)])
+    for slot_id in range(0, index.num_slots, max(1, index.num_slots // 12)):
+        sims = embeddings @ embeddings[slot_id]
+        other_image = slot_image != slot_image[slot_id]
+        for prototype in (None, int(slot_proto[slot_id]), int(slot_proto[-1 - slot_id])):
+            admitted = other_image & (True if prototype is None else slot_proto == prototype)
+            rows = np.flatnonzero(admitted)
+            expected = rows[np.argsort(-sims[rows], kind="stable")[:6]]
+            found = searched.similar(slot_id=slot_id, k=6, prototype=prototype)
+            assert admitted[found["slot_id"]].all()
+            np.testing.assert_allclose(found["similarity"], sims[expected], atol=1e-5)
+            assert len(found) == len(expected)
+            kept = searched.similar(
+                slot_id=slot_id, k=6, prototype=prototype, exclude_same_image=False
+            )
+            assert slot_id in set(kept["slot_id"]) or prototype != slot_proto[slot_id]
+
+
 def test_similar_by_vector_and_bad_arguments(index, embeddings) -> None:
     vector = embeddings[3] * 7.0  # any length: normalised before the search
     found = index.similar(vector=vector, k=3, exclude_same_image=True)
