@@ -16,13 +16,14 @@ from explorer import segments
 from explorer.context import AppContext
 from explorer.render import markdown_text
 from explorer.view import ImageView
+from indexing.schema import SIMILAR_COLUMNS
 
 
 def query(ctx: AppContext, view: ImageView | None, k: int, same_prototype: bool) -> pd.DataFrame:
     """The top-k collection slots most similar (cosine) to the view's selected segment, with a
     `similarity` column; empty when nothing is selected."""
     if view is None or view.selected is None:
-        return pd.DataFrame(columns=["slot_id", "image_id", "prototype", "area", "score", "bbox"])
+        return pd.DataFrame(columns=list(SIMILAR_COLUMNS))
     k = int(np.clip(int(k), 1, ctx.config.max_k))
     prototype = view.selected if same_prototype else None
     if view.source == "collection":

@@ -22,8 +22,14 @@ import pandas as pd
 from PIL import Image
 
 from indexing.assignments import read_assignment
-from indexing.extract import bounding_boxes
+from indexing.extract import Batch, Geometry, ImageSlots, Item, extract_batch, preprocess
 from indexing.labels import LabelStore
+from indexing.schema import (
+    IMAGE_COLUMNS,
+    PROTOTYPE_COLUMNS,
+    SEGMENT_COLUMNS,
+    UPLOAD_SEGMENT_COLUMNS,
+)
 from indexing.search import SlotSearcher, exact_search, load_faiss
 from indexing.store import (
     CONFUSION,
@@ -41,9 +47,9 @@ from indexing.store import (
     read_manifest,
     sha256_file,
 )
-from model.encoder import ImageGrouping, SlotConEncoder
+from indexing.views import View
+from model.encoder import ImageGrouping, Preprocessed, SlotConEncoder, counted_region
 
-SEGMENT_COLUMNS = ["slot_id", "image_id", "prototype", "area", "score", "bbox"]
 # similar() with a prototype filter on an IVF index: the lists nearest the query may hold few of
 # the prototype's slots, so a prototype of at most this many slots is searched exactly (a few ms),
 # and a larger one exactly when the lists visited hold fewer than k of them.
@@ -206,12 +212,10 @@ class ConceptIndex:
     def prototypes(self) -> pd.DataFrame:
         """One row per prototype 0..K-1: prototype, images, slots, mean_area, mean_score, label,
         dominant_class, purity (NaN / "" without annotations; label "" when unnamed)."""
-        table = self._prototypes[
-            ["prototype", "images", "slots", "mean_area", "mean_score", "dominant_class", "purity"]
-        ].copy()
         names = self._labels.labels()
-        table.insert(5, "label", [names.get(int(k), "") for k in table["prototype"]])
-        return table
+        table = self._prototypes[[c for c in PROTOTYPE_COLUMNS if c != "label"]].copy()
+        table["label"] = [names.get(int(k), "") for k in table["prototype"]]
+        return table[list(PROTOTYPE_COLUMNS)]
 
     def prototype_vectors(self) -> np.ndarray:
         """(K, D) float32 L2-normalised prototype vectors (a copy)."""
@@ -220,8 +224,7 @@ class ConceptIndex:
     def images_table(self) -> pd.DataFrame:
         """image_id, path (relative to image_root), width, height of every indexed image (read
         whole: about a second per million images)."""
-        columns = ["image_id", "path", "width", "height"]
-        return self._images.select(columns).to_pandas()
+        return self._images.select(list(IMAGE_COLUMNS[:4])).to_pandas()
 
     def image_ids(self) -> list[int]:
         """Ids of the indexed images, in path order."""
@@ -259,7 +262,7 @@ class ConceptIndex:
                 "score": self._slot_score[rows],
                 "bbox": boxes.tolist(),
             },
-            columns=SEGMENT_COLUMNS,
+            columns=list(SEGMENT_COLUMNS),
         )
 
     def _check_prototype(self, prototype: int) -> int:
@@ -414,30 +417,39 @@ class ConceptIndex:
         return read_assignment(self.root, shard, offset, length)
 
     def query_image(self, image: Image.Image, encoder: SlotConEncoder, k: int = 5) -> QueryResult:
-        """Group an uploaded image with `encoder` (the index's model) and find, for each of its
-        segments, the k most similar slots of the collection. Changes nothing on disk."""
+        """Group an uploaded image with `encoder` (the index's model) as the build extracted the
+        collection's images (same input size and view, indexing.extract), and find, for each of
+        its segments, the k most similar slots of the collection. Changes nothing on disk."""
         self.check_encoder(encoder)
-        grouping = encoder.group(
-            image.convert("RGB"), size=int(self.manifest["model"]["input_size"])
-        )
-        H, W = grouping.assignment.shape
-        present = np.flatnonzero(grouping.pixels > 0)
-        boxes = bounding_boxes(grouping.assignment, self.num_prototypes)[present]
+        rows, info = self._extract(image.convert("RGB"), encoder)
         segments = pd.DataFrame(
             {
-                "prototype": present.astype(np.int64),
-                "area": (grouping.pixels[present] / float(H * W)).astype(np.float32),
-                "score": grouping.score[present].astype(np.float32),
-                "bbox": [[int(v) for v in box] for box in boxes],
-            }
+                "prototype": rows.prototype,
+                "area": rows.area,
+                "score": rows.score,
+                "bbox": rows.bbox.astype(np.int64).tolist(),
+            },
+            columns=list(UPLOAD_SEGMENT_COLUMNS),
         )
         segments = segments.sort_values(["area", "prototype"], ascending=[False, True])
         segments = segments.reset_index(drop=True)
         neighbours = {
-            int(p): self.similar(vector=grouping.slots[p], k=k, exclude_same_image=False)
-            for p in segments["prototype"]
+            int(p): self.similar(vector=vector, k=k, exclude_same_image=False)
+            for p, vector in zip(rows.prototype, rows.embedding)
         }
+        grouping = _grouping(rows, info, encoder.stride, self.num_prototypes)
         return QueryResult(grouping, segments, neighbours)
+
+    def _extract(
+        self, image: Image.Image, encoder: SlotConEncoder
+    ) -> tuple[ImageSlots, Preprocessed]:
+        """One image through the build's extraction: its slot rows and preprocessing."""
+        build = self.manifest.get("build", {})
+        view = View(**build["view"]) if build.get("view") else None
+        geometry = Geometry(encoder.stride, int(self.manifest["model"]["input_size"]), view)
+        x, info = preprocess(geometry, image)  # (1, 3, H', W')
+        batch = Batch([Item(0, x[0], info, "", None)], x, [info])
+        return extract_batch(encoder, batch, cell_score=view is not None)[0], info
 
     def check_encoder(self, encoder: SlotConEncoder) -> None:
         """IndexMismatchError unless the encoder has this index's prototypes (same model)."""
@@ -476,6 +488,19 @@ def check_checkpoint(manifest: dict, checkpoint: str | Path, root: Path) -> None
             f"{path.name} has SHA-256 {actual[:12]}...; rebuild the index with "
             "`python -m indexing build` or open it with its own checkpoint"
         )
+
+
+def _grouping(rows: ImageSlots, info: Preprocessed, stride: int, K: int) -> ImageGrouping:
+    """The ImageGrouping of an image's extracted slot rows (K prototypes): pixels counted where
+    extraction counts them (model.counted_region), the rows' scores (NaN where a prototype is
+    absent) and their L2-normalised embeddings as slot vectors (0 where absent)."""
+    x0, y0, x1, y1 = counted_region(info, stride)
+    pixels = np.bincount(rows.assignment[y0:y1, x0:x1].ravel(), minlength=K).astype(np.int64)
+    score = np.full(K, np.nan, np.float32)
+    score[rows.prototype] = rows.score
+    slots = np.zeros((K, rows.embedding.shape[1]), np.float32)
+    slots[rows.prototype] = rows.embedding
+    return ImageGrouping(rows.assignment, pixels, score, slots)
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:

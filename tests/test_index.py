@@ -238,6 +238,7 @@ def test_query_image_changes_nothing(index, indexing_data) -> None:
     # the same file as a collection image: the same segments, each finding its own slot first
     assert sorted(result.segments["prototype"]) == sorted(record.slots["prototype"])
     np.testing.assert_array_equal(result.grouping.assignment, record.assignment)
+    _assert_same_rows(result.segments, record.slots)
     for _, slot in record.slots.iterrows():
         neighbours = result.neighbours[int(slot["prototype"])]
         assert len(neighbours) == 3
@@ -246,6 +247,34 @@ def test_query_image_changes_nothing(index, indexing_data) -> None:
     assert _hashes(root, *([labels_file] if labels_file.exists() else [])) == before
     with pytest.raises(IndexMismatchError):
         index.query_image(upload, load_encoder(indexing_data["other_checkpoint"], "cpu"))
+
+
+def _assert_same_rows(segments: pd.DataFrame, slots: pd.DataFrame) -> None:
+    """An upload's segments are the slot rows the build stored for the same image."""
+    segments = segments.sort_values("prototype").reset_index(drop=True)
+    assert segments["prototype"].tolist() == slots["prototype"].tolist()
+    np.testing.assert_allclose(segments["area"], slots["area"], atol=1e-6)
+    np.testing.assert_allclose(segments["score"], slots["score"], atol=1e-5)
+    assert segments["bbox"].tolist() == slots["bbox"].tolist()
+
+
+def test_query_image_extracts_as_the_build_did(indexing_data, tmp_path) -> None:
+    """An index built through the authors' view (crop and cell scores): an upload goes through
+    the same view, so an indexed image uploaded again gives the stored rows."""
+    config = dataclasses.replace(indexing_data["config"], out=tmp_path / "crop", authors_crop=True)
+    index = ConceptIndex.open(build_index(config))
+    encoder = load_encoder(indexing_data["checkpoint"], "cpu")
+    for image_id in index.image_ids()[:3]:
+        record = index.image(image_id)
+        result = index.query_image(Image.open(record.path), encoder, k=1)
+        np.testing.assert_array_equal(result.grouping.assignment, record.assignment)
+        _assert_same_rows(result.segments, record.slots)
+        present = result.grouping.pixels > 0
+        assert (
+            present.sum() == len(record.slots)
+            and result.grouping.pixels.sum() < record.assignment.size
+        )
+        assert np.isnan(result.grouping.score[~present]).all()
 
 
 def test_concurrent_readers_get_serial_answers(index) -> None:
