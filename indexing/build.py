@@ -13,7 +13,7 @@ import hashlib
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,46 +24,19 @@ from tqdm import tqdm
 from indexing.assignments import encode_assignment
 from indexing.batching import batches_of_one_shape
 from indexing.collection import assign_image_ids, list_collection, load_labels, match_annotations
+from indexing.config import BuildConfig
 from indexing.evaluate import scores_dict
 from indexing.extract import Geometry, ImageFiles, extract_batch, make_loader
 from indexing.groundtruth import CocoLabels
 from indexing.metrics import ConfusionAccumulator
 from indexing.partial import PartialBuild, chunk_of, is_partial_build, shard
 from indexing.schema import FORMAT_VERSION, Chunk, manifest_header, model_entry
-from indexing.search import INDEX_TYPES
 from indexing.store import is_index_dir, partial_dir, replace_directory, sha256_file
 from indexing.views import AUTHORS_VIEW, View
 from indexing.writer import write_index
 from model import distributed
-from model.encoder import PRECISIONS, SlotConEncoder, load_encoder
+from model.encoder import SlotConEncoder, load_encoder
 from model.outdir import check_output_dir
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    checkpoint: Path  # encoder checkpoint: this project's (encoder.pt, last.pt) or published
-    images: Path  # image root, searched recursively; paths are stored relative to it
-    out: Path  # index directory; an existing index is replaced once the new one is complete
-    annotations: tuple[Path, ...] = ()  # COCO instances JSON [+ COCO-Stuff stuff JSON]
-    size: int | None = None  # shorter side fed to the encoder; None = encoder.input_size
-    batch_size: int = 16  # images per forward pass
-    device: str = ""  # cpu | cuda | cuda:N; "" = this process's GPU when present, else cpu
-    workers: int = 2  # DataLoader processes decoding images; 0 = in the main process
-    resume: bool = False  # continue an interrupted build from its last finished chunk
-    index_type: str = "auto"  # auto (by size) | flat (exact) | ivf (approximate): indexing.search
-    chunk_size: int = 256  # images per saved chunk (per process)
-    precision: str = "fp32"  # fp32 (scores as the paper's) | bf16 (autocast, faster on GPUs)
-    authors_crop: bool = False  # resize 256 + crop 224 and cell scores, as the authors' figure
-
-    def __post_init__(self) -> None:
-        if self.index_type not in INDEX_TYPES:
-            raise ValueError(f"index type must be one of {INDEX_TYPES}, got {self.index_type!r}")
-        if self.batch_size < 1 or self.chunk_size < 1 or self.workers < 0:
-            raise ValueError("batch size and chunk size must be >= 1, workers >= 0")
-        if self.size is not None and self.size < 16:
-            raise ValueError(f"size must be at least 16 px, got {self.size}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 class _LabelSource:
