@@ -279,6 +279,18 @@ def _write_index(
             images_without_labels=int(merged.unlabelled),
             annotations=[str(Path(p).absolute()) for p in cfg.annotations],
         )
+    header = _header(cfg, encoder, labels, checkpoint_sha)
+    maps = _chunk_maps(partial, merged, distributed.world_size(), cfg.chunk_size)
+    write_index(
+        partial.index_dir, merged, paths, image_ids, maps, vectors, header, cfg.index_type,
+        confusion, evaluation, started, progress=True,
+    )  # fmt: skip
+
+
+def _header(
+    cfg: BuildConfig, encoder: SlotConEncoder, labels: CocoLabels | None, checkpoint_sha: str
+) -> dict:
+    """The manifest's description of this build's source (indexing.schema.manifest_header)."""
     model = model_entry(
         arch=encoder.cfg.arch,
         width=encoder.cfg.width,
@@ -288,7 +300,7 @@ def _write_index(
         stride=encoder.stride,
         config=asdict(encoder.cfg),
     )
-    header = manifest_header(
+    return manifest_header(
         checkpoint_path=str(Path(cfg.checkpoint).absolute()),
         checkpoint_sha256=checkpoint_sha,
         model=model,
@@ -305,21 +317,6 @@ def _write_index(
             "precision": cfg.precision,
             "view": _view_dict(cfg),  # null: whole images
         },
-    )
-    maps = _chunk_maps(partial, merged, distributed.world_size(), cfg.chunk_size)
-    write_index(
-        partial.index_dir,
-        merged,
-        paths,
-        image_ids,
-        maps,
-        vectors,
-        header,
-        cfg.index_type,
-        confusion,
-        evaluation,
-        started,
-        progress=True,
     )
 
 

@@ -236,63 +236,28 @@ def run_build(cfg: BuildConfig) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> None:
     from indexing import evaluate
-    from indexing.collection import load_labels
+    from indexing.cocostuff import COCOSTUFF27_CLASSES, COCOSTUFF27_IS_THING
     from indexing.concept_index import ConceptIndex
+    from indexing.picie import picie_scores
 
     index = ConceptIndex.open(
         args.index, checkpoint=args.checkpoint, gpu=False, image_root=args.image_root
     )
     annotations = args.annotations or [Path(p) for p in index.manifest.get("annotations", [])]
-    result: dict = {"protocol": args.protocol, "index": str(index.root)}
-    vectors = index.prototype_vectors()
     if args.protocol == "index":
-        if not annotations:
-            raise ValueError(f"{index.root} was built without annotations: give --annotations")
-        labels = load_labels(annotations)
-        counts, evaluated, unlabelled = evaluate.index_confusion(index, labels)
-        extra = {"images_evaluated": evaluated, "images_without_labels": unlabelled}
+        counts, labels, extra, cluster_counts = *_evaluate_index(index, annotations), None
     else:
-        if args.checkpoint is None:
-            raise ValueError("--protocol cocostuff27 needs --checkpoint (dots are recomputed)")
-        from model.encoder import load_encoder
-
-        if not (annotations or args.stuffthing_dir):
-            raise ValueError(
-                "cocostuff27 needs labels: --annotations instances.json stuff.json "
-                "(COCO-Stuff ids) or --stuffthing-dir"
-            )
-        from indexing import protocol
-        from indexing.views import AUTHORS_VIEW, PICIE_VIEW
-
-        encoder = load_encoder(args.checkpoint, args.device or None, precision=args.precision)
-        labels = None if args.stuffthing_dir else load_labels(annotations, coarse=True)
-        if labels is None and not args.stuffthing_dir.is_dir():
-            raise FileNotFoundError(f"stuffthingmaps folder not found: {args.stuffthing_dir}")
-        curated = protocol.read_curated(args.curated or protocol.CURATED_LIST)
-        view = AUTHORS_VIEW if args.authors_crop else PICIE_VIEW
-        run = protocol.cocostuff27(
-            index, encoder, curated, labels, args.stuffthing_dir, view, args.batch_size, args.seed
-        )
-        counts, evaluated, missing = run.prototype_counts, run.evaluated, run.missing
-        extra = {
-            "images_evaluated": evaluated,
-            "images_missing": missing,
-            "view": {"resize": view.resize, "crop": view.crop},
-            "precision": args.precision,
-        }
-    if evaluated == 0:
+        counts, labels, extra, cluster_counts = _evaluate_cocostuff27(args, index, annotations)
+    if extra["images_evaluated"] == 0:
         raise ValueError("no image could be evaluated (no indexed image has labels)")
-    from indexing.cocostuff import COCOSTUFF27_CLASSES, COCOSTUFF27_IS_THING
-
     if labels is not None:
         names, is_thing = labels.class_names, labels.class_is_thing
     else:
         names, is_thing = list(COCOSTUFF27_CLASSES), list(COCOSTUFF27_IS_THING)
-    result.update(evaluate.scores_dict(counts, vectors, names, is_thing))
-    if args.protocol == "cocostuff27":
-        from indexing.picie import picie_scores
-
-        result["picie"] = picie_scores(run.cluster_counts).to_dict(names, is_thing)
+    result = {"protocol": args.protocol, "index": str(index.root)}
+    result.update(evaluate.scores_dict(counts, index.prototype_vectors(), names, is_thing))
+    if cluster_counts is not None:
+        result["picie"] = picie_scores(cluster_counts).to_dict(names, is_thing)
     result.update(extra, annotations=[str(p) for p in annotations] if labels else [])
     print(evaluate.format_table(result))
     print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in extra.items()))
@@ -300,6 +265,51 @@ def run_evaluate(args: argparse.Namespace) -> None:
         args.out_json.write_text(json.dumps(result, indent=1) + "\n")
     if args.out_csv:
         evaluate.write_csv(result, args.out_csv, is_thing)
+
+
+def _evaluate_index(index, annotations: list[Path]) -> tuple:
+    """The "index" protocol: (K, C) counts of the stored maps, the labels, extra fields."""
+    from indexing import evaluate
+    from indexing.collection import load_labels
+
+    if not annotations:
+        raise ValueError(f"{index.root} was built without annotations: give --annotations")
+    labels = load_labels(annotations)
+    counts, evaluated, unlabelled = evaluate.index_confusion(index, labels)
+    return counts, labels, {"images_evaluated": evaluated, "images_without_labels": unlabelled}
+
+
+def _evaluate_cocostuff27(args: argparse.Namespace, index, annotations: list[Path]) -> tuple:
+    """The "cocostuff27" protocol: (K, 27) counts, the labels (None with --stuffthing-dir),
+    extra fields, and PiCIE's (27, 27) cluster counts."""
+    from indexing import protocol
+    from indexing.collection import load_labels
+    from indexing.views import AUTHORS_VIEW, PICIE_VIEW
+    from model.encoder import load_encoder
+
+    if args.checkpoint is None:
+        raise ValueError("--protocol cocostuff27 needs --checkpoint (dots are recomputed)")
+    if not (annotations or args.stuffthing_dir):
+        raise ValueError(
+            "cocostuff27 needs labels: --annotations instances.json stuff.json "
+            "(COCO-Stuff ids) or --stuffthing-dir"
+        )
+    encoder = load_encoder(args.checkpoint, args.device or None, precision=args.precision)
+    labels = None if args.stuffthing_dir else load_labels(annotations, coarse=True)
+    if labels is None and not args.stuffthing_dir.is_dir():
+        raise FileNotFoundError(f"stuffthingmaps folder not found: {args.stuffthing_dir}")
+    curated = protocol.read_curated(args.curated or protocol.CURATED_LIST)
+    view = AUTHORS_VIEW if args.authors_crop else PICIE_VIEW
+    run = protocol.cocostuff27(
+        index, encoder, curated, labels, args.stuffthing_dir, view, args.batch_size, args.seed
+    )
+    extra = {
+        "images_evaluated": run.evaluated,
+        "images_missing": run.missing,
+        "view": {"resize": view.resize, "crop": view.crop},
+        "precision": args.precision,
+    }
+    return run.prototype_counts, labels, extra, run.cluster_counts
 
 
 def run_figure(args: argparse.Namespace) -> None:
