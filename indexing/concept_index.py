@@ -25,6 +25,7 @@ from indexing.assignments import read_assignment
 from indexing.extract import Batch, Geometry, ImageSlots, Item, extract_batch, preprocess
 from indexing.labels import LabelStore
 from indexing.schema import (
+    BBOX_COLUMNS,
     IMAGE_COLUMNS,
     PROTOTYPE_COLUMNS,
     SEGMENT_COLUMNS,
@@ -184,7 +185,7 @@ class ConceptIndex:
         self._slot_proto = column(slots, "prototype")
         self._slot_area = column(slots, "area")
         self._slot_score = column(slots, "score")
-        self._slot_bbox = tuple(column(slots, f"bbox_{c}") for c in "xywh")  # XYWH
+        self._slot_bbox = tuple(column(slots, c) for c in BBOX_COLUMNS)  # XYWH
         # per prototype: slot ids ranked by score (desc), prototype k at [start[k], start[k+1])
         self._ranked = np.load(self.root / RANKED, mmap_mode="r")
         counts = self._prototypes["slots"].to_numpy(np.int64)
