@@ -62,8 +62,9 @@ def add_config_flags(
             options["default"] = default
             if default not in (None, "", (), False):
                 options["help"] += f" (default: {default})"
-        if kind is bool:
-            options["action"] = "store_true"
+        if kind is bool:  # a switch; --x / --no-x when it is on by default
+            on = options.get("default") is True
+            options["action"] = argparse.BooleanOptionalAction if on else "store_true"
         elif typing.get_origin(kind) is tuple:
             options.update(type=typing.get_args(kind)[0], nargs="+")
         else:
