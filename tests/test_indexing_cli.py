@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
 import io
@@ -18,7 +19,7 @@ import torch
 from PIL import Image
 
 from indexing import ConceptIndex
-from indexing.cli import build_parser, config_from_args, main
+from indexing.cli import add_config_flags, build_parser, config_from_args, main
 from indexing.cocostuff import COCOSTUFF27_CLASSES, COCOSTUFF_CATEGORIES
 from indexing.config import BuildConfig
 from indexing.figure import figure_size, overlay_mask
@@ -87,6 +88,24 @@ def test_build_flags_are_the_config_fields(tmp_path, capsys) -> None:
     assert status == 2 and "size must be at least 16 px" in err
     status, _, err = _run(capsys, "build", *required, "--precision", "fp16")
     assert status == 2 and "precision must be one of" in err
+
+
+@dataclasses.dataclass(frozen=True)
+class _Toy:
+    name: str = dataclasses.field(metadata={"help": "required"})
+    sizes: tuple[int, ...] = dataclasses.field(default=(1,), metadata={"help": "some ints"})
+    rate: float | None = dataclasses.field(default=None, metadata={"help": "optional"})
+    fast: bool = dataclasses.field(default=True, metadata={"help": "on by default"})
+
+
+def test_config_flags_of_any_dataclass() -> None:
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser, _Toy)
+    assert config_from_args(_Toy, parser.parse_args(["--name", "a"])) == _Toy("a")
+    args = parser.parse_args(["--name", "b", "--sizes", "2", "3", "--rate", "0.5", "--no-fast"])
+    assert config_from_args(_Toy, args) == _Toy("b", (2, 3), 0.5, False)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--sizes", "2"])  # --name is required
 
 
 def test_evaluate_gives_the_library_numbers(indexing_data, tmp_path, capsys) -> None:
