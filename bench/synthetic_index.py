@@ -205,8 +205,24 @@ def write_synthetic_index(cfg: SyntheticConfig, out: Path, images: Path | None =
             _link(layout.file, images / paths[i])
             yield encode_assignment(luts[i][layout.regions], cfg.prototypes)
 
+    header = _header(cfg, images, annotations, labels)
+    target = partial_dir(out)
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    ids = list(range(1, n_images + 1))
+    confusion = labels.confusion.counts
+    write_index(
+        target, merged, paths, ids, maps(), centres, header, cfg.index_type, confusion,
+        evaluation, started, progress=True,
+    )  # fmt: skip
+    replace_directory(target, out)
+    return out
+
+
+def _header(cfg: SyntheticConfig, images: Path, annotations: Path, labels: _Annotations) -> dict:
+    """The manifest's description of the synthetic source (no checkpoint: a digest of cfg)."""
     digest = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()
-    header = manifest_header(
+    return manifest_header(
         checkpoint_path="synthetic (bench/synthetic_index.py)",
         checkpoint_sha256=digest,
         model=model_entry(
@@ -229,17 +245,6 @@ def write_synthetic_index(cfg: SyntheticConfig, out: Path, images: Path | None =
             "synthetic": asdict(cfg),
         },
     )
-    target = partial_dir(out)
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    ids = list(range(1, n_images + 1))
-    confusion = labels.confusion.counts
-    write_index(
-        target, merged, paths, ids, maps(), centres, header, cfg.index_type, confusion,
-        evaluation, started, progress=True,
-    )  # fmt: skip
-    replace_directory(target, out)
-    return out
 
 
 class _Annotations:
