@@ -25,7 +25,9 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from indexing.evaluation import (
+from indexing.extract import Geometry, cell_scores, preprocess
+from indexing.groundtruth import CocoLabels
+from indexing.metrics import (
     ConfusionAccumulator,
     hungarian_scores,
     kmeans_cosine,
@@ -33,8 +35,6 @@ from indexing.evaluation import (
     match_clusters,
     scores_from_mapping,
 )
-from indexing.extract import Geometry, cell_scores, preprocess
-from indexing.groundtruth import CocoLabels
 from indexing.picie import cluster_map, fit_centroids, picie_scores
 from indexing.views import AUTHORS_VIEW
 from model import SlotConEncoder, assign_pixels, load_encoder

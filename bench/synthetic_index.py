@@ -34,9 +34,9 @@ from tqdm import tqdm
 
 from indexing.assignments import encode_assignment
 from indexing.evaluate import scores_dict
-from indexing.evaluation import ConfusionAccumulator
 from indexing.extract import bounding_boxes
-from indexing.partial import Chunk
+from indexing.metrics import ConfusionAccumulator
+from indexing.schema import Chunk, manifest_header, model_entry
 from indexing.store import is_index_dir, partial_dir, replace_directory
 from indexing.writer import write_index
 from model.outdir import check_output_dir
@@ -205,30 +205,7 @@ def write_synthetic_index(cfg: SyntheticConfig, out: Path, images: Path | None =
             _link(layout.file, images / paths[i])
             yield encode_assignment(luts[i][layout.regions], cfg.prototypes)
 
-    digest = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()
-    header = {
-        "checkpoint": {"path": "synthetic (bench/synthetic_index.py)", "sha256": digest},
-        "model": {
-            "config": {},
-            "arch": "synthetic",
-            "width": 1,
-            "num_prototypes": cfg.prototypes,
-            "dim": cfg.dim,
-            "input_size": 64,
-            "stride": 8,
-        },
-        "image_root": str(images),
-        "annotations": [str(annotations)],
-        "image_ids": "annotations",
-        "class_names": labels.names,
-        "class_is_thing": labels.is_thing,
-        "build": {
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "processes": 1,
-            "device": "cpu",
-            "synthetic": asdict(cfg),
-        },
-    }
+    header = _header(cfg, images, annotations, labels)
     target = partial_dir(out)
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
@@ -240,6 +217,34 @@ def write_synthetic_index(cfg: SyntheticConfig, out: Path, images: Path | None =
     )  # fmt: skip
     replace_directory(target, out)
     return out
+
+
+def _header(cfg: SyntheticConfig, images: Path, annotations: Path, labels: _Annotations) -> dict:
+    """The manifest's description of the synthetic source (no checkpoint: a digest of cfg)."""
+    digest = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()
+    return manifest_header(
+        checkpoint_path="synthetic (bench/synthetic_index.py)",
+        checkpoint_sha256=digest,
+        model=model_entry(
+            arch="synthetic",
+            width=1,
+            num_prototypes=cfg.prototypes,
+            dim=cfg.dim,
+            input_size=64,
+            stride=8,
+            config={},
+        ),
+        image_root=images,
+        annotations=[annotations],
+        class_names=labels.names,
+        class_is_thing=labels.is_thing,
+        build={
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "processes": 1,
+            "device": "cpu",
+            "synthetic": asdict(cfg),
+        },
+    )
 
 
 class _Annotations:

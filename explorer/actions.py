@@ -27,6 +27,7 @@ from explorer.timeline import Stage
 from explorer.uploads import UploadRejected, read_upload
 from explorer.view import ImageView
 from indexing.labels import MAX_LENGTH as MAX_NAME_LENGTH
+from indexing.schema import SIMILAR_COLUMNS
 
 TIMELINE_MAX_K = 12  # segments per snapshot in the Timeline tab
 
@@ -305,7 +306,7 @@ def similar_segments(
     """The top-k collection slots most similar (cosine) to the view's selected segment, with a
     `similarity` column; empty when nothing is selected."""
     if view is None or view.selected is None:
-        return pd.DataFrame(columns=["slot_id", "image_id", "prototype", "area", "score", "bbox"])
+        return pd.DataFrame(columns=list(SIMILAR_COLUMNS))
     k = int(np.clip(int(k), 1, ctx.config.max_k))
     prototype = view.selected if same_prototype else None
     if view.source == "collection":

@@ -15,7 +15,7 @@ _EXPORTS = {
     "IndexMismatchError": "indexing.concept_index",
     "QueryResult": "indexing.concept_index",
     "IndexFormatError": "indexing.store",
-    "BuildConfig": "indexing.build",
+    "BuildConfig": "indexing.config",
     "build_index": "indexing.build",
 }
 __all__ = sorted(_EXPORTS)

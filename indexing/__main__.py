@@ -1,3 +1,5 @@
-from indexing.cli import build_parser, main
+import sys
 
-main(build_parser().parse_args())
+from indexing.cli import main
+
+sys.exit(main())

@@ -13,7 +13,7 @@ import hashlib
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,53 +24,20 @@ from tqdm import tqdm
 from indexing.assignments import encode_assignment
 from indexing.batching import batches_of_one_shape
 from indexing.collection import assign_image_ids, list_collection, load_labels, match_annotations
+from indexing.config import BuildConfig
 from indexing.evaluate import scores_dict
-from indexing.evaluation import ConfusionAccumulator
 from indexing.extract import Geometry, ImageFiles, extract_batch, make_loader
 from indexing.groundtruth import CocoLabels
-from indexing.partial import Chunk, PartialBuild, chunk_of, is_partial_build, shard
-from indexing.search import INDEX_TYPES
-from indexing.store import (
-    FORMAT_VERSION,
-    is_index_dir,
-    partial_dir,
-    replace_directory,
-    sha256_file,
-    write_bytes_atomic,
-)
+from indexing.metrics import ConfusionAccumulator
+from indexing.partial import PartialBuild, chunk_of, is_partial_build, shard
+from indexing.schema import FORMAT_VERSION, Chunk, manifest_header, model_entry
+from indexing.store import is_index_dir, partial_dir, replace_directory, sha256_file
 from indexing.views import AUTHORS_VIEW, View
 from indexing.writer import write_index
 from model import distributed
 from model.checkpoint import load_encoder
-from model.encoder import PRECISIONS, SlotConEncoder
+from model.encoder import SlotConEncoder
 from model.outdir import check_output_dir
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    checkpoint: Path  # encoder checkpoint: this project's (encoder.pt, last.pt) or published
-    images: Path  # image root, searched recursively; paths are stored relative to it
-    out: Path  # index directory; an existing index is replaced once the new one is complete
-    annotations: tuple[Path, ...] = ()  # COCO instances JSON [+ COCO-Stuff stuff JSON]
-    size: int | None = None  # shorter side fed to the encoder; None = encoder.input_size
-    batch_size: int = 16  # images per forward pass
-    device: str = ""  # cpu | cuda | cuda:N; "" = this process's GPU when present, else cpu
-    workers: int = 2  # DataLoader processes decoding images; 0 = in the main process
-    resume: bool = False  # continue an interrupted build from its last finished chunk
-    index_type: str = "auto"  # auto (by size) | flat (exact) | ivf (approximate): indexing.search
-    chunk_size: int = 256  # images per saved chunk (per process)
-    precision: str = "fp32"  # fp32 (scores as the paper's) | bf16 (autocast, faster on GPUs)
-    authors_crop: bool = False  # resize 256 + crop 224 and cell scores, as the authors' figure
-
-    def __post_init__(self) -> None:
-        if self.index_type not in INDEX_TYPES:
-            raise ValueError(f"index type must be one of {INDEX_TYPES}, got {self.index_type!r}")
-        if self.batch_size < 1 or self.chunk_size < 1 or self.workers < 0:
-            raise ValueError("batch size and chunk size must be >= 1, workers >= 0")
-        if self.size is not None and self.size < 16:
-            raise ValueError(f"size must be at least 16 px, got {self.size}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 class _LabelSource:
@@ -90,7 +57,7 @@ class _ChunkBuilder:
     def __init__(self, positions: list[int], num_prototypes: int, num_classes: int):
         self.remaining = len(positions)
         self.images: list[tuple[int, int, int, str]] = []  # position, W, H, error
-        self.slots: list = []  # (position, ImageSlots)
+        self.slots: list = []  # (position, ImageSlots) of the readable images
         self.maps: list[bytes] = []  # PNG of each image in self.images (b"" when skipped)
         self.confusion = ConfusionAccumulator(num_prototypes, max(num_classes, 1))
         self.with_labels = num_classes > 0
@@ -115,34 +82,12 @@ class _ChunkBuilder:
         self.remaining -= 1
 
     def save(self, partial: PartialBuild, rank: int, world: int, j: int, dim: int) -> None:
-        """The maps file first, then the chunk: a chunk on disk means both are complete."""
-        write_bytes_atomic(partial.maps_path(rank, world, j), b"".join(self.maps))
-        self.finish(dim).save(partial.chunk_path(rank, world, j))
-
-    def finish(self, dim: int) -> Chunk:
-        slots = self.slots
-        length = np.array([len(m) for m in self.maps], dtype=np.int64)
-        return Chunk(
-            positions=np.array([p for p, *_ in self.images], dtype=np.int64),
-            width=np.array([w for _, w, _, _ in self.images], dtype=np.int32),
-            height=np.array([h for _, _, h, _ in self.images], dtype=np.int32),
-            error=np.array([e for *_, e in self.images], dtype=str),
-            map_offset=np.cumsum(length) - length,
-            map_length=length,
-            slot_position=np.array([p for p, r in slots for _ in r.prototype], dtype=np.int64),
-            prototype=_cat([r.prototype for _, r in slots], np.int64, (0,)),
-            area=_cat([r.area for _, r in slots], np.float32, (0,)),
-            score=_cat([r.score for _, r in slots], np.float32, (0,)),
-            bbox=_cat([r.bbox for _, r in slots], np.int32, (0, 4)),
-            embedding=_cat([r.embedding for _, r in slots], np.float32, (0, dim)),
-            confusion=self.confusion.counts if self.with_labels else np.zeros((0, 0), np.int64),
-            evaluated=np.int64(self.evaluated),
-            unlabelled=np.int64(self.unlabelled),
+        confusion = self.confusion.counts if self.with_labels else np.zeros((0, 0), np.int64)
+        lengths = [len(m) for m in self.maps]
+        chunk = Chunk.from_images(
+            self.images, self.slots, lengths, dim, confusion, self.evaluated, self.unlabelled
         )
-
-
-def _cat(parts: list[np.ndarray], dtype, empty_shape: tuple[int, ...]) -> np.ndarray:
-    return np.concatenate(parts).astype(dtype) if parts else np.zeros(empty_shape, dtype)
+        partial.save_chunk(rank, world, j, chunk, b"".join(self.maps))
 
 
 def build_index(cfg: BuildConfig, on_chunk: Callable[[int], None] | None = None) -> Path | None:
@@ -335,23 +280,36 @@ def _write_index(
             images_without_labels=int(merged.unlabelled),
             annotations=[str(Path(p).absolute()) for p in cfg.annotations],
         )
-    header = {
-        "checkpoint": {"path": str(Path(cfg.checkpoint).absolute()), "sha256": checkpoint_sha},
-        "model": {
-            "config": asdict(encoder.cfg),
-            "arch": encoder.cfg.arch,
-            "width": encoder.cfg.width,
-            "num_prototypes": encoder.num_prototypes,
-            "dim": encoder.cfg.dim_out,
-            "input_size": encoder.input_size,
-            "stride": encoder.stride,
-        },
-        "image_root": str(Path(cfg.images).absolute()),
-        "annotations": [str(Path(p).absolute()) for p in cfg.annotations] if labels else [],
-        "image_ids": "annotations" if labels is not None else "path order",
-        "class_names": list(labels.class_names) if labels is not None else [],
-        "class_is_thing": list(labels.class_is_thing) if labels is not None else [],
-        "build": {
+    header = _header(cfg, encoder, labels, checkpoint_sha)
+    maps = _chunk_maps(partial, merged, distributed.world_size(), cfg.chunk_size)
+    write_index(
+        partial.index_dir, merged, paths, image_ids, maps, vectors, header, cfg.index_type,
+        confusion, evaluation, started, progress=True,
+    )  # fmt: skip
+
+
+def _header(
+    cfg: BuildConfig, encoder: SlotConEncoder, labels: CocoLabels | None, checkpoint_sha: str
+) -> dict:
+    """The manifest's description of this build's source (indexing.schema.manifest_header)."""
+    model = model_entry(
+        arch=encoder.cfg.arch,
+        width=encoder.cfg.width,
+        num_prototypes=encoder.num_prototypes,
+        dim=encoder.cfg.dim_out,
+        input_size=encoder.input_size,
+        stride=encoder.stride,
+        config=asdict(encoder.cfg),
+    )
+    return manifest_header(
+        checkpoint_path=str(Path(cfg.checkpoint).absolute()),
+        checkpoint_sha256=checkpoint_sha,
+        model=model,
+        image_root=cfg.images,
+        annotations=cfg.annotations if labels is not None else (),
+        class_names=labels.class_names if labels is not None else (),
+        class_is_thing=labels.class_is_thing if labels is not None else (),
+        build={
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "processes": distributed.world_size(),
             "device": str(encoder.device),
@@ -360,21 +318,6 @@ def _write_index(
             "precision": cfg.precision,
             "view": _view_dict(cfg),  # null: whole images
         },
-    }
-    maps = _chunk_maps(partial, merged, distributed.world_size(), cfg.chunk_size)
-    write_index(
-        partial.index_dir,
-        merged,
-        paths,
-        image_ids,
-        maps,
-        vectors,
-        header,
-        cfg.index_type,
-        confusion,
-        evaluation,
-        started,
-        progress=True,
     )
 
 

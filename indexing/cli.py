@@ -14,12 +14,16 @@ Bad input (missing checkpoint, empty folder, an index of another model ...) prin
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import os
 import sys
+import types
+import typing
 from pathlib import Path
 
 from indexing import compare_cli
+from indexing.config import BuildConfig
+from indexing.search import INDEX_TYPES
 from indexing.store import MANIFEST
 
 
@@ -31,76 +35,51 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
         "and write an index (tables, faiss, assignment maps). Several processes: "
         "torchrun --nproc_per_node=N -m indexing build ...",
     )
-    p.add_argument("--checkpoint", type=Path, required=True, help="encoder or training checkpoint")
-    p.add_argument("--images", type=Path, required=True, help="image folder (searched recursively)")
-    p.add_argument(
-        "--annotations",
-        type=Path,
-        nargs="+",
-        default=[],
-        metavar="JSON",
-        help="COCO instances JSON [and COCO-Stuff stuff JSON]: image ids from the JSON, plus "
-        "per-prototype dominant class / purity and mIoU in evaluation.json",
+    add_config_flags(
+        p, BuildConfig, choices={"index_type": INDEX_TYPES}, metavars={"annotations": "JSON"}
     )
-    p.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="index directory to write: new, empty or an earlier index (replaced once the new "
-        "one is complete); any other existing path is refused",
-    )
-    p.add_argument(
-        "--size",
-        type=int,
-        default=None,
-        help="shorter image side fed to the encoder; default the model's (448 for ResNet-50, "
-        "as the whole COCO images; 192 for small models)",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=16,
-        help="images per forward pass: 16 on CPU, 64 on a GPU for ResNet-50 at 448",
-    )
-    p.add_argument("--device", default="", help="cpu | cuda | cuda:N (default: GPU when present)")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=min(4, os.cpu_count() or 1),
-        help="image-decoding processes per build process; 4-8 per GPU, 0 = main process",
-    )
-    p.add_argument(
-        "--resume", action="store_true", help="continue an interrupted build from its last chunk"
-    )
-    p.add_argument(
-        "--index-type",
-        choices=("auto", "flat", "ivf"),
-        default="auto",
-        help="auto (recommended): flat up to 250,000 slots, ivf above; flat: exact search, "
-        "about 17 ms a query at a million slots on one CPU core; ivf: approximate candidates "
-        "re-ranked exactly, about 1 ms at a million (recall@10 >= 0.95, docs/BENCHMARKS.md)",
-    )
-    p.add_argument(
-        "--chunk-size",
-        type=int,
-        default=256,
-        help="images per saved chunk; an interrupted build loses at most one chunk per process",
-    )
-    p.add_argument(
-        "--precision",
-        choices=("fp32", "bf16"),
-        default="fp32",
-        help="fp32 (recommended: scores and the build's evaluation as the paper's); bf16 "
-        "autocast is faster on GPUs and moves some pixels to another prototype",
-    )
-    p.add_argument(
-        "--authors-crop",
-        action="store_true",
-        help="like-for-like with the authors' visualisation: resize 256 + centre crop 224 "
-        "instead of whole images, and their ranking score (mean dots over the argmax map "
-        "cells); maps outside the crop repeat its border, slots and the evaluation count the "
-        "crop only",
-    )
+
+
+def add_config_flags(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    choices: dict[str, tuple] | None = None,
+    metavars: dict[str, str] | None = None,
+) -> None:
+    """One flag per field of the dataclass `cls` (--batch-size for batch_size), its help the
+    field's metadata["help"] (model.config's convention) and its default the field's.
+    Fields without a default are required flags; bool: a switch (store_true); tuple[X, ...]:
+    one or more X; X | None: an optional X. config_from_args(cls, args) reads them back."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind, options = hints[f.name], {"help": f.metadata.get("help", "")}
+        if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            options["required"] = True
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            options["default"] = default
+            if default not in (None, "", (), False):
+                options["help"] += f" (default: {default})"
+        if kind is bool:  # a switch; --x / --no-x when it is on by default
+            on = options.get("default") is True
+            options["action"] = argparse.BooleanOptionalAction if on else "store_true"
+        elif typing.get_origin(kind) is tuple:
+            options.update(type=typing.get_args(kind)[0], nargs="+")
+        else:
+            options["type"] = kind
+        if f.name in (choices or {}):
+            options["choices"] = choices[f.name]
+        if f.name in (metavars or {}):
+            options["metavar"] = metavars[f.name]
+        parser.add_argument("--" + f.name.replace("_", "-"), **options)
+
+
+def config_from_args(cls: type, args: argparse.Namespace):
+    """The dataclass `cls` from the flags of add_config_flags (lists become tuples)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -214,43 +193,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(args: argparse.Namespace) -> None:
-    """Run one command; known errors print `error: ...` and exit with status 1."""
-    commands = {
-        "build": run_build,
-        "evaluate": run_evaluate,
-        "figure": run_figure,
-        "compare": compare_cli.run,
-    }
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status: 0 done, 1 a known error (`error: ...` on
+    stderr), 2 bad arguments, 130 interrupted."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        try:  # converted to the config at once: a value it refuses is a bad argument
+            cfg = config_from_args(BuildConfig, args)
+        except ValueError as error:
+            parser.error(str(error))
+    commands = {"evaluate": run_evaluate, "figure": run_figure, "compare": compare_cli.run}
     try:
-        commands[args.command](args)
+        if args.command == "build":
+            run_build(cfg)
+        else:
+            commands[args.command](args)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
-        sys.exit(130)
+        return 130
     except (ValueError, KeyError, FileNotFoundError, RuntimeError, OSError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)
-        sys.exit(1)
+        return 1
+    return 0
 
 
-def run_build(args: argparse.Namespace) -> None:
-    from indexing.build import BuildConfig, build_index
+def run_build(cfg: BuildConfig) -> None:
+    from indexing.build import build_index
 
-    cfg = BuildConfig(
-        checkpoint=args.checkpoint,
-        images=args.images,
-        out=args.out,
-        annotations=tuple(args.annotations),
-        size=args.size,
-        batch_size=args.batch_size,
-        device=args.device,
-        workers=args.workers,
-        resume=args.resume,
-        index_type=args.index_type,
-        chunk_size=args.chunk_size,
-        precision=args.precision,
-        authors_crop=args.authors_crop,
-    )
     out = build_index(cfg)
     if out is None:  # not rank 0 of several processes
         return
@@ -266,63 +237,28 @@ def run_build(args: argparse.Namespace) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> None:
     from indexing import evaluate
-    from indexing.collection import load_labels
+    from indexing.cocostuff import COCOSTUFF27_CLASSES, COCOSTUFF27_IS_THING
     from indexing.concept_index import ConceptIndex
+    from indexing.picie import picie_scores
 
     index = ConceptIndex.open(
         args.index, checkpoint=args.checkpoint, gpu=False, image_root=args.image_root
     )
     annotations = args.annotations or [Path(p) for p in index.manifest.get("annotations", [])]
-    result: dict = {"protocol": args.protocol, "index": str(index.root)}
-    vectors = index.prototype_vectors()
     if args.protocol == "index":
-        if not annotations:
-            raise ValueError(f"{index.root} was built without annotations: give --annotations")
-        labels = load_labels(annotations)
-        counts, evaluated, unlabelled = evaluate.index_confusion(index, labels)
-        extra = {"images_evaluated": evaluated, "images_without_labels": unlabelled}
+        counts, labels, extra, cluster_counts = *_evaluate_index(index, annotations), None
     else:
-        if args.checkpoint is None:
-            raise ValueError("--protocol cocostuff27 needs --checkpoint (dots are recomputed)")
-        from model.checkpoint import load_encoder
-
-        if not (annotations or args.stuffthing_dir):
-            raise ValueError(
-                "cocostuff27 needs labels: --annotations instances.json stuff.json "
-                "(COCO-Stuff ids) or --stuffthing-dir"
-            )
-        from indexing import protocol
-        from indexing.views import AUTHORS_VIEW, PICIE_VIEW
-
-        encoder = load_encoder(args.checkpoint, args.device or None, precision=args.precision)
-        labels = None if args.stuffthing_dir else load_labels(annotations, coarse=True)
-        if labels is None and not args.stuffthing_dir.is_dir():
-            raise FileNotFoundError(f"stuffthingmaps folder not found: {args.stuffthing_dir}")
-        curated = protocol.read_curated(args.curated or protocol.CURATED_LIST)
-        view = AUTHORS_VIEW if args.authors_crop else PICIE_VIEW
-        run = protocol.cocostuff27(
-            index, encoder, curated, labels, args.stuffthing_dir, view, args.batch_size, args.seed
-        )
-        counts, evaluated, missing = run.prototype_counts, run.evaluated, run.missing
-        extra = {
-            "images_evaluated": evaluated,
-            "images_missing": missing,
-            "view": {"resize": view.resize, "crop": view.crop},
-            "precision": args.precision,
-        }
-    if evaluated == 0:
+        counts, labels, extra, cluster_counts = _evaluate_cocostuff27(args, index, annotations)
+    if extra["images_evaluated"] == 0:
         raise ValueError("no image could be evaluated (no indexed image has labels)")
-    from indexing.cocostuff import COCOSTUFF27_CLASSES, COCOSTUFF27_IS_THING
-
     if labels is not None:
         names, is_thing = labels.class_names, labels.class_is_thing
     else:
         names, is_thing = list(COCOSTUFF27_CLASSES), list(COCOSTUFF27_IS_THING)
-    result.update(evaluate.scores_dict(counts, vectors, names, is_thing))
-    if args.protocol == "cocostuff27":
-        from indexing.picie import picie_scores
-
-        result["picie"] = picie_scores(run.cluster_counts).to_dict(names, is_thing)
+    result = {"protocol": args.protocol, "index": str(index.root)}
+    result.update(evaluate.scores_dict(counts, index.prototype_vectors(), names, is_thing))
+    if cluster_counts is not None:
+        result["picie"] = picie_scores(cluster_counts).to_dict(names, is_thing)
     result.update(extra, annotations=[str(p) for p in annotations] if labels else [])
     print(evaluate.format_table(result))
     print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in extra.items()))
@@ -330,6 +266,51 @@ def run_evaluate(args: argparse.Namespace) -> None:
         args.out_json.write_text(json.dumps(result, indent=1) + "\n")
     if args.out_csv:
         evaluate.write_csv(result, args.out_csv, is_thing)
+
+
+def _evaluate_index(index, annotations: list[Path]) -> tuple:
+    """The "index" protocol: (K, C) counts of the stored maps, the labels, extra fields."""
+    from indexing import evaluate
+    from indexing.collection import load_labels
+
+    if not annotations:
+        raise ValueError(f"{index.root} was built without annotations: give --annotations")
+    labels = load_labels(annotations)
+    counts, evaluated, unlabelled = evaluate.index_confusion(index, labels)
+    return counts, labels, {"images_evaluated": evaluated, "images_without_labels": unlabelled}
+
+
+def _evaluate_cocostuff27(args: argparse.Namespace, index, annotations: list[Path]) -> tuple:
+    """The "cocostuff27" protocol: (K, 27) counts, the labels (None with --stuffthing-dir),
+    extra fields, and PiCIE's (27, 27) cluster counts."""
+    from indexing import protocol
+    from indexing.collection import load_labels
+    from indexing.views import AUTHORS_VIEW, PICIE_VIEW
+    from model.checkpoint import load_encoder
+
+    if args.checkpoint is None:
+        raise ValueError("--protocol cocostuff27 needs --checkpoint (dots are recomputed)")
+    if not (annotations or args.stuffthing_dir):
+        raise ValueError(
+            "cocostuff27 needs labels: --annotations instances.json stuff.json "
+            "(COCO-Stuff ids) or --stuffthing-dir"
+        )
+    encoder = load_encoder(args.checkpoint, args.device or None, precision=args.precision)
+    labels = None if args.stuffthing_dir else load_labels(annotations, coarse=True)
+    if labels is None and not args.stuffthing_dir.is_dir():
+        raise FileNotFoundError(f"stuffthingmaps folder not found: {args.stuffthing_dir}")
+    curated = protocol.read_curated(args.curated or protocol.CURATED_LIST)
+    view = AUTHORS_VIEW if args.authors_crop else PICIE_VIEW
+    run = protocol.cocostuff27(
+        index, encoder, curated, labels, args.stuffthing_dir, view, args.batch_size, args.seed
+    )
+    extra = {
+        "images_evaluated": run.evaluated,
+        "images_missing": run.missing,
+        "view": {"resize": view.resize, "crop": view.crop},
+        "precision": args.precision,
+    }
+    return run.prototype_counts, labels, extra, run.cluster_counts
 
 
 def run_figure(args: argparse.Namespace) -> None:

@@ -126,11 +126,6 @@ FINE_TO_COARSE27: dict[int, int] = {
 }
 
 
-def is_thing_id(category_id: int) -> bool:
-    """True for COCO thing ids (1-90), False for stuff ids (92 and up)."""
-    return 1 <= category_id <= 90
-
-
 def stuffthing_png_lut(coarse: bool = True) -> np.ndarray:
     """Lookup table for stuffthingmaps PNG values (category id - 1, 255 unlabelled).
 

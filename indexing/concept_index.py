@@ -14,7 +14,6 @@ pixels; similarity = cosine between L2-normalised slot embeddings.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,8 +22,16 @@ import pandas as pd
 from PIL import Image
 
 from indexing.assignments import read_assignment
-from indexing.extract import bounding_boxes
+from indexing.extract import Geometry, extract_image
 from indexing.labels import LabelStore
+from indexing.schema import (
+    BBOX_COLUMNS,
+    IMAGE_COLUMNS,
+    PROTOTYPE_COLUMNS,
+    SEGMENT_COLUMNS,
+    UPLOAD_SEGMENT_COLUMNS,
+    ImageSlots,
+)
 from indexing.search import SlotSearcher, exact_search, load_faiss
 from indexing.store import (
     CONFUSION,
@@ -42,14 +49,14 @@ from indexing.store import (
     read_manifest,
     sha256_file,
 )
+from indexing.views import View
 from model.encoder import ImageGrouping, SlotConEncoder
+from model.transforms import ImageTransform, Preprocessed, counted_region
 
-SEGMENT_COLUMNS = ["slot_id", "image_id", "prototype", "area", "score", "bbox"]
 # similar() with a prototype filter on an IVF index: the lists nearest the query may hold few of
 # the prototype's slots, so a prototype of at most this many slots is searched exactly (a few ms),
-# and a larger one exactly once its filtered candidates need more than APPROXIMATE_MAX_FETCH.
+# and a larger one exactly when the lists visited hold fewer than k of them.
 EXACT_FILTER_POOL = 20_000
-APPROXIMATE_MAX_FETCH = 4096
 
 
 class IndexMismatchError(ValueError):
@@ -180,7 +187,7 @@ class ConceptIndex:
         self._slot_proto = column(slots, "prototype")
         self._slot_area = column(slots, "area")
         self._slot_score = column(slots, "score")
-        self._slot_bbox = tuple(column(slots, f"bbox_{c}") for c in "xywh")  # XYWH
+        self._slot_bbox = tuple(column(slots, c) for c in BBOX_COLUMNS)  # XYWH
         # per prototype: slot ids ranked by score (desc), prototype k at [start[k], start[k+1])
         self._ranked = np.load(self.root / RANKED, mmap_mode="r")
         counts = self._prototypes["slots"].to_numpy(np.int64)
@@ -208,12 +215,10 @@ class ConceptIndex:
     def prototypes(self) -> pd.DataFrame:
         """One row per prototype 0..K-1: prototype, images, slots, mean_area, mean_score, label,
         dominant_class, purity (NaN / "" without annotations; label "" when unnamed)."""
-        table = self._prototypes[
-            ["prototype", "images", "slots", "mean_area", "mean_score", "dominant_class", "purity"]
-        ].copy()
         names = self._labels.labels()
-        table.insert(5, "label", [names.get(int(k), "") for k in table["prototype"]])
-        return table
+        table = self._prototypes[[c for c in PROTOTYPE_COLUMNS if c != "label"]].copy()
+        table["label"] = [names.get(int(k), "") for k in table["prototype"]]
+        return table[list(PROTOTYPE_COLUMNS)]
 
     def prototype_vectors(self) -> np.ndarray:
         """(K, D) float32 L2-normalised prototype vectors (a copy)."""
@@ -222,8 +227,7 @@ class ConceptIndex:
     def images_table(self) -> pd.DataFrame:
         """image_id, path (relative to image_root), width, height of every indexed image (read
         whole: about a second per million images)."""
-        columns = ["image_id", "path", "width", "height"]
-        return self._images.select(columns).to_pandas()
+        return self._images.select(list(IMAGE_COLUMNS[:4])).to_pandas()
 
     def image_ids(self) -> list[int]:
         """Ids of the indexed images, in path order."""
@@ -261,7 +265,7 @@ class ConceptIndex:
                 "score": self._slot_score[rows],
                 "bbox": boxes.tolist(),
             },
-            columns=SEGMENT_COLUMNS,
+            columns=list(SEGMENT_COLUMNS),
         )
 
     def _check_prototype(self, prototype: int) -> int:
@@ -310,22 +314,48 @@ class ConceptIndex:
         DataFrame[slot_id, image_id, prototype, area, score, bbox, similarity].
 
         exclude_same_image drops the query slot's own image (with slot_id only; with it off,
-        a slot is its own nearest neighbour). prototype: only slots of that prototype. faiss is
-        asked for more results than k and they are filtered; the fetch grows until k remain or
-        the index is exhausted. On an approximate (IVF) index, a prototype filter with few slots
-        (EXACT_FILTER_POOL), or candidates that run out first, lead to an exact search of the
-        admitted slots; otherwise the filtered slots are as approximate as the search (recall
-        is high for the query slot's own prototype, lower for a distant one). Similarities are
-        exact with either index type.
+        a slot is its own nearest neighbour). prototype: only slots of that prototype. Both
+        filters run inside faiss (an image's slots are one id range, a prototype's slots a set
+        of ids: indexing.search.id_selector). On an approximate (IVF) index, a prototype of
+        at most EXACT_FILTER_POOL slots, or a search whose lists hold fewer than k admitted
+        slots, is answered by an exact search of the admitted slots; otherwise the filtered
+        neighbours are as approximate as the search. Similarities are exact with either index.
         """
         if (slot_id is None) == (vector is None):
             raise ValueError("give exactly one of slot_id and vector")
-        own_image = None
+        query, exclude = self._query(slot_id, vector, exclude_same_image)
+        only = None
+        admitted = self.num_slots - (exclude[1] - exclude[0] if exclude else 0)
+        if prototype is not None:
+            p = self._check_prototype(prototype)
+            only = np.sort(self._ranked[self._proto_start[p] : self._proto_start[p + 1]])
+            if exclude is not None:
+                only = only[(only < exclude[0]) | (only >= exclude[1])]
+            exclude, admitted = None, len(only)
+        k = min(int(k), admitted)
+        if k <= 0:
+            return self._with_similarity(np.zeros(0, np.int64), np.zeros(0, np.float32))
+        if only is not None and self._searcher.approximate and len(only) <= EXACT_FILTER_POOL:
+            return self._similar_exact(query, k, exclude, only)
+        sims, ids = self._searcher.search(query[None], k, exclude=exclude, only=only)
+        found = ids[0] >= 0
+        if found.sum() < k:  # IVF: the lists visited ran out of admitted slots
+            return self._similar_exact(query, k, exclude, only)
+        return self._with_similarity(ids[0][found], sims[0][found])
+
+    def _query(
+        self, slot_id: int | None, vector: np.ndarray | None, exclude_same_image: bool
+    ) -> tuple[np.ndarray, tuple[int, int] | None]:
+        """similar()'s (D,) unit query vector and the slot ids [start, end) of the query
+        slot's image when they are excluded (None otherwise)."""
+        exclude = None
         if slot_id is not None:
             slot_id = self._check_slot(slot_id)
             query = self._searcher.reconstruct(slot_id)
             if exclude_same_image:
-                own_image = int(self._slot_image[slot_id])
+                row = self._image_row_of(int(self._slot_image[slot_id]))
+                start, count = (int(c[row]) for c in self._image_slots)
+                exclude = (start, start + count)
         else:
             query = np.asarray(vector, dtype=np.float32).reshape(-1)
             if query.shape != (self.dim,) or not np.all(np.isfinite(query)):
@@ -333,58 +363,25 @@ class ConceptIndex:
         norm = float(np.linalg.norm(query))
         if norm == 0:
             raise ValueError("cannot search with an all-zero vector")
-        query = query / norm
-        pool = self.num_slots
-        if prototype is not None:
-            p = self._check_prototype(prototype)
-            pool = int(self._proto_start[p + 1] - self._proto_start[p])
-        k = int(k)
-        if k <= 0 or pool == 0:
-            return self._with_similarity(np.zeros(0, np.int64), np.zeros(0, np.float32))
-        if prototype is not None and self._searcher.approximate and pool <= EXACT_FILTER_POOL:
-            return self._similar_exact(query, k, own_image, prototype)
-        S = self.num_slots
-        fetch = math.ceil(k * S / pool) + (self.num_prototypes if own_image is not None else 0)
-        while True:
-            fetch = min(fetch, S)
-            sims, ids = self._searcher.search(query[None], fetch)
-            sims, ids = sims[0], ids[0]
-            keep = self._admit(ids, own_image, prototype)
-            if keep.sum() >= k:
-                break
-            if self._searcher.approximate and (ids[-1] < 0 or fetch >= APPROXIMATE_MAX_FETCH):
-                # IVF ran out of candidates (or would scan most lists): search exactly
-                return self._similar_exact(query, k, own_image, prototype)
-            if fetch >= S:
-                break
-            fetch *= 4
-        return self._with_similarity(ids[keep][:k], sims[keep][:k])
-
-    def _admit(self, ids: np.ndarray, own_image: int | None, prototype: int | None) -> np.ndarray:
-        """(n,) bool: ids that are slots (not -1) passing the similar() filters."""
-        keep = ids >= 0
-        if own_image is not None:
-            keep &= self._slot_image[np.maximum(ids, 0)] != own_image
-        if prototype is not None:
-            keep &= self._slot_proto[np.maximum(ids, 0)] == prototype
-        return keep
+        return query / norm, exclude
 
     def _similar_exact(
-        self, query: np.ndarray, k: int, own_image: int | None, prototype: int | None
+        self,
+        query: np.ndarray,
+        k: int,
+        exclude: tuple[int, int] | None,
+        only: np.ndarray | None,
     ) -> pd.DataFrame:
-        """similar() by brute force over the slots the filters admit (the prototype's slots, or
-        all): the rare fallback of an approximate index."""
+        """similar() by brute force over the admitted slots (`only`, or all but `exclude`):
+        the fallback of an approximate index."""
         vectors = self._searcher.vectors
-        if prototype is None:  # one image has at most K slots: k + K candidates suffice
-            sims, ids = exact_search(vectors, query, k + self.num_prototypes)
-            keep = self._admit(ids[0], own_image, None)
-            return self._with_similarity(ids[0][keep][:k], sims[0][keep][:k])
-        start, end = self._proto_start[prototype], self._proto_start[prototype + 1]
-        rows = np.sort(self._ranked[start:end])
-        if own_image is not None:
-            rows = rows[self._slot_image[rows] != own_image]
-        sims, found = exact_search(vectors[rows], query, k)
-        return self._with_similarity(rows[found[0]], sims[0])
+        if only is not None:
+            sims, found = exact_search(vectors[only], query, k)
+            return self._with_similarity(only[found[0]], sims[0])
+        excluded = exclude[1] - exclude[0] if exclude is not None else 0
+        sims, ids = exact_search(vectors, query, k + excluded)
+        keep = (ids[0] < exclude[0]) | (ids[0] >= exclude[1]) if exclude else ids[0] >= 0
+        return self._with_similarity(ids[0][keep][:k], sims[0][keep][:k])
 
     def _with_similarity(self, ids: np.ndarray, sims: np.ndarray) -> pd.DataFrame:
         table = self._rows(ids)
@@ -423,30 +420,37 @@ class ConceptIndex:
         return read_assignment(self.root, shard, offset, length)
 
     def query_image(self, image: Image.Image, encoder: SlotConEncoder, k: int = 5) -> QueryResult:
-        """Group an uploaded image with `encoder` (the index's model) and find, for each of its
-        segments, the k most similar slots of the collection. Changes nothing on disk."""
+        """Group an uploaded image with `encoder` (the index's model) as the build extracted the
+        collection's images (same input size and view, indexing.extract), and find, for each of
+        its segments, the k most similar slots of the collection. Changes nothing on disk."""
         self.check_encoder(encoder)
-        grouping = encoder.group(
-            image.convert("RGB"), size=int(self.manifest["model"]["input_size"])
-        )
-        H, W = grouping.assignment.shape
-        present = np.flatnonzero(grouping.pixels > 0)
-        boxes = bounding_boxes(grouping.assignment, self.num_prototypes)[present]
+        rows, info = self._extract(image.convert("RGB"), encoder)
         segments = pd.DataFrame(
             {
-                "prototype": present.astype(np.int64),
-                "area": (grouping.pixels[present] / float(H * W)).astype(np.float32),
-                "score": grouping.score[present].astype(np.float32),
-                "bbox": [[int(v) for v in box] for box in boxes],
-            }
+                "prototype": rows.prototype,
+                "area": rows.area,
+                "score": rows.score,
+                "bbox": rows.bbox.astype(np.int64).tolist(),
+            },
+            columns=list(UPLOAD_SEGMENT_COLUMNS),
         )
         segments = segments.sort_values(["area", "prototype"], ascending=[False, True])
         segments = segments.reset_index(drop=True)
         neighbours = {
-            int(p): self.similar(vector=grouping.slots[p], k=k, exclude_same_image=False)
-            for p in segments["prototype"]
+            int(p): self.similar(vector=vector, k=k, exclude_same_image=False)
+            for p, vector in zip(rows.prototype, rows.embedding)
         }
+        grouping = _grouping(rows, info, encoder.stride, self.num_prototypes)
         return QueryResult(grouping, segments, neighbours)
+
+    def _extract(
+        self, image: Image.Image, encoder: SlotConEncoder
+    ) -> tuple[ImageSlots, Preprocessed]:
+        """One image through the build's extraction: its slot rows and preprocessing."""
+        build = self.manifest.get("build", {})
+        view = View(**build["view"]) if build.get("view") else None
+        transform = ImageTransform(encoder.stride, int(self.manifest["model"]["input_size"]))
+        return extract_image(encoder, image, Geometry(transform, view), cell_score=view is not None)
 
     def check_encoder(self, encoder: SlotConEncoder) -> None:
         """IndexMismatchError unless the encoder has this index's prototypes (same model)."""
@@ -485,6 +489,19 @@ def check_checkpoint(manifest: dict, checkpoint: str | Path, root: Path) -> None
             f"{path.name} has SHA-256 {actual[:12]}...; rebuild the index with "
             "`python -m indexing build` or open it with its own checkpoint"
         )
+
+
+def _grouping(rows: ImageSlots, info: Preprocessed, stride: int, K: int) -> ImageGrouping:
+    """The ImageGrouping of an image's extracted slot rows (K prototypes): pixels counted where
+    extraction counts them (model.counted_region), the rows' scores (NaN where a prototype is
+    absent) and their L2-normalised embeddings as slot vectors (0 where absent)."""
+    x0, y0, x1, y1 = counted_region(info, stride)
+    pixels = np.bincount(rows.assignment[y0:y1, x0:x1].ravel(), minlength=K).astype(np.int64)
+    score = np.full(K, np.nan, np.float32)
+    score[rows.prototype] = rows.score
+    slots = np.zeros((K, rows.embedding.shape[1]), np.float32)
+    slots[rows.prototype] = rows.embedding
+    return ImageGrouping(rows.assignment, pixels, score, slots)
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Unsupervised segmentation scores of an index (python -m indexing evaluate).
 
-Two protocols, both scored by indexing.evaluation (Hungarian matching of pixel-weighted
+Two protocols, both scored by indexing.metrics (Hungarian matching of pixel-weighted
 prototype clusters, and majority vote):
 - "index": the stored image-resolution assignment maps against label maps of COCO-format
   annotations (CocoLabels), over every indexed image the annotations list;
@@ -19,9 +19,9 @@ import numpy as np
 from tqdm import tqdm
 
 from indexing.collection import match_annotations
-from indexing.evaluation import ConfusionAccumulator, hungarian_scores, majority_vote_scores
 from indexing.extract import crop_region, outside_ignored
 from indexing.groundtruth import CocoLabels
+from indexing.metrics import ConfusionAccumulator, hungarian_scores, majority_vote_scores
 from indexing.views import View
 
 MAPPINGS = ("picie", "hungarian", "majority")  # in tables: those present in a result

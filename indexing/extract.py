@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from indexing.cocostuff import IGNORE_INDEX
+from indexing.schema import ImageSlots
 from indexing.views import View, view_geometry, view_image
 from model.data import UnreadableImage, load_rgb
 from model.encoder import SlotConEncoder
@@ -129,18 +130,6 @@ def make_loader(
     )
 
 
-class ImageSlots(NamedTuple):
-    """One image's present slots (S of them, prototype ascending) and its assignment map.
-    With a crop view, slots count the pixels of the crop only (model.counted_region)."""
-
-    assignment: np.ndarray  # (H, W) int16 prototype of each pixel
-    prototype: np.ndarray  # (S,) int64 prototypes with at least one pixel
-    area: np.ndarray  # (S,) float32 fraction of the image's (counted) pixels, in (0, 1]
-    score: np.ndarray  # (S,) float32 mean dots (cosine) of the prototype over its pixels
-    bbox: np.ndarray  # (S, 4) int32 [x, y, w, h] of the slot's pixels, image pixels
-    embedding: np.ndarray  # (S, D) float32 L2-normalised slot embedding
-
-
 def bounding_boxes(assignment: np.ndarray, num_prototypes: int) -> np.ndarray:
     """(K, 4) int32 XYWH box in pixels of each prototype's pixels in an (H, W) map; zeros for
     prototypes without pixels. One pass over the map (no per-prototype mask)."""
@@ -216,3 +205,13 @@ def extract_batch(
         image_slots(out.dots[i], out.slots[i], info, encoder.stride, cell_score)
         for i, info in enumerate(batch.infos)
     ]
+
+
+def extract_image(
+    encoder: SlotConEncoder, image, geometry: Geometry, cell_score: bool = False
+) -> tuple[ImageSlots, Preprocessed]:
+    """One RGB image through the build's extraction (preprocess, forward, slot rows): what an
+    upload gets, so that its rows are the ones the build would have stored."""
+    x, info = preprocess(geometry, image)  # (1, 3, H', W')
+    batch = Batch([Item(0, x[0], info, "", None)], x, [info])
+    return extract_batch(encoder, batch, cell_score=cell_score)[0], info

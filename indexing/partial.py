@@ -12,90 +12,13 @@ into chunks of `chunk_size`. A chunk counts as finished when its .npz exists (wr
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from indexing.schema import Chunk
 from indexing.store import write_bytes_atomic, write_json_atomic
-
-
-@dataclass
-class Chunk:
-    """Extraction results of a run of images (S slots in total)."""
-
-    positions: np.ndarray  # (n,) int64 positions in the collection, readable or not
-    width: np.ndarray  # (n,) int32 image width W, 0 when skipped
-    height: np.ndarray  # (n,) int32 image height H, 0 when skipped
-    error: np.ndarray  # (n,) str: "" or why the image was skipped
-    map_offset: np.ndarray  # (n,) int64 where the image's PNG starts in the chunk's .maps file
-    map_length: np.ndarray  # (n,) int64 its length in bytes, 0 when skipped
-    slot_position: np.ndarray  # (S,) int64 position of each slot's image
-    prototype: np.ndarray  # (S,) int64
-    area: np.ndarray  # (S,) float32 fraction of the image
-    score: np.ndarray  # (S,) float32 mean dots over the slot's pixels
-    bbox: np.ndarray  # (S, 4) int32 XYWH in image pixels
-    embedding: np.ndarray  # (S, D) float32 L2-normalised
-    confusion: np.ndarray  # (K, C) int64 prototype x class pixel counts; (0, 0) without labels
-    evaluated: np.ndarray  # () int64 images counted in `confusion`
-    unlabelled: np.ndarray  # () int64 readable images without a usable label map
-
-    def save(self, path: Path) -> None:
-        buffer = io.BytesIO()
-        np.savez(buffer, **{name: np.asarray(getattr(self, name)) for name in _FIELDS})
-        write_bytes_atomic(path, buffer.getvalue())
-
-    @classmethod
-    def load(cls, path: Path) -> Chunk:
-        with np.load(path, allow_pickle=False) as data:
-            return cls(**{name: data[name] for name in _FIELDS})
-
-    @classmethod
-    def concatenate(cls, chunks: list[Chunk], dim: int, shape: tuple[int, int]) -> Chunk:
-        """All chunks in one, images ordered by position (slots follow their images)."""
-        cat = _empty(dim)
-        if chunks:
-            cat = {name: np.concatenate([getattr(c, name) for c in chunks]) for name in cat}
-        order = np.argsort(cat["positions"], kind="stable")
-        slot_order = np.argsort(cat["slot_position"], kind="stable")  # keeps prototype order
-        for name in ("positions", "width", "height", "error", "map_offset", "map_length"):
-            cat[name] = cat[name][order]
-        for name in ("slot_position", "prototype", "area", "score", "bbox", "embedding"):
-            cat[name] = cat[name][slot_order]
-        confusion = np.zeros(shape, dtype=np.int64)
-        for c in chunks:
-            if c.confusion.size:
-                confusion += c.confusion
-        return cls(
-            **cat,
-            confusion=confusion,
-            evaluated=np.int64(sum(int(c.evaluated) for c in chunks)),
-            unlabelled=np.int64(sum(int(c.unlabelled) for c in chunks)),
-        )
-
-
-_FIELDS = tuple(Chunk.__dataclass_fields__)
-
-
-def _empty(dim: int) -> dict:
-    return {
-        "positions": np.zeros(0, np.int64),
-        "width": np.zeros(0, np.int32),
-        "height": np.zeros(0, np.int32),
-        "error": np.zeros(0, "<U1"),
-        "map_offset": np.zeros(0, np.int64),
-        "map_length": np.zeros(0, np.int64),
-        "slot_position": np.zeros(0, np.int64),
-        "prototype": np.zeros(0, np.int64),
-        "area": np.zeros(0, np.float32),
-        "score": np.zeros(0, np.float32),
-        "bbox": np.zeros((0, 4), np.int32),
-        "embedding": np.zeros((0, dim), np.float32),
-    }
 
 
 def is_partial_build(root: str | Path) -> bool:
@@ -166,6 +89,12 @@ class PartialBuild:
 
     def maps_path(self, rank: int, world: int, j: int) -> Path:
         return self.chunk_dir / f"r{rank}of{world}-{j:06d}.maps"
+
+    def save_chunk(self, rank: int, world: int, j: int, chunk: Chunk, maps: bytes) -> None:
+        """The maps file first (the PNGs of the chunk's images, back to back), then the chunk:
+        a chunk on disk means both are complete."""
+        write_bytes_atomic(self.maps_path(rank, world, j), maps)
+        write_bytes_atomic(self.chunk_path(rank, world, j), chunk.to_npz())
 
     def is_finished(self, rank: int, world: int, j: int) -> bool:
         """Chunk file readable and its maps file of the size the chunk records."""

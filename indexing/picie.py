@@ -4,7 +4,7 @@ PiCIE (and STEGO) score unsupervised segmentation by clustering the model's L2-n
 features of the whole evaluation set into as many clusters as classes (cosine k-means), labelling
 every pixel with its nearest centroid (cosine logits upsampled bilinearly to the label map, then
 argmax), counting (cluster, class) pixels over all images and matching clusters one-to-one to
-classes with the Hungarian algorithm. The prototypes play no part; indexing.evaluation's
+classes with the Hungarian algorithm. The prototypes play no part; indexing.metrics'
 hungarian_scores is the prototype-clustering variant that this project reports beside it.
 Differences from PiCIE's code (full-batch spherical k-means instead of its mini-batch k-means
 with unnormalised centroids) are listed in docs/FAITHFULNESS.md.
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from indexing.evaluation import (
+from indexing.metrics import (
     SegmentationScores,
     kmeans_cosine,
     match_clusters,

@@ -6,7 +6,7 @@ labels nearest) and centre-cropped as PiCIE's eval set does (indexing.views: 320
 as the authors' visualisation does (256 / 224) when asked. One pass of the model
 gives, per image, the teacher's projected features; from them two predictions per pixel:
 - prototypes: argmax of the prototype dots upsampled bilinearly (a (K, 27) histogram, scored
-  by indexing.evaluation: Hungarian over pixel-weighted prototype clusters, and majority vote);
+  by indexing.metrics: Hungarian over pixel-weighted prototype clusters, and majority vote);
 - PiCIE: 27 cosine k-means centroids of all the images' pixel features, nearest centroid per
   pixel (indexing.picie), a (27, 27) histogram matched by the Hungarian algorithm.
 """
@@ -22,8 +22,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from indexing.collection import match_annotations
-from indexing.evaluation import ConfusionAccumulator
 from indexing.groundtruth import CocoLabels, read_stuffthing_png
+from indexing.metrics import ConfusionAccumulator
 from indexing.picie import cluster_map, fit_centroids
 from indexing.views import PICIE_VIEW, View, view_image, view_labels
 from model.data import UnreadableImage, load_rgb

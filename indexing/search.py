@@ -165,6 +165,22 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean(hits)) / k if len(hits) else 1.0
 
 
+def id_selector(
+    exclude: tuple[int, int] | None = None, only: np.ndarray | None = None
+) -> faiss.IDSelector | None:
+    """The faiss selector admitting the ids in `only` (all when None) except those in
+    [exclude[0], exclude[1]); None when nothing is filtered. Search parameters do not keep
+    their selector alive: hold a reference until the search returns."""
+    if only is not None:
+        ids = np.asarray(only, dtype=np.int64)
+        if exclude is not None:
+            ids = ids[(ids < exclude[0]) | (ids >= exclude[1])]
+        return faiss.IDSelectorBatch(np.ascontiguousarray(ids))
+    if exclude is not None:
+        return faiss.IDSelectorNot(faiss.IDSelectorRange(int(exclude[0]), int(exclude[1])))
+    return None
+
+
 def gpu_available() -> bool:
     """True with a faiss build that has GPU support and at least one visible GPU."""
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
@@ -186,12 +202,7 @@ class SlotSearcher:
         self.index = index
         self.vectors = stored_vectors(index)  # (S, D), memory-mapped with the index
         self.approximate = hasattr(faiss.downcast_index(index), "refine_index")
-        self._params = None
-        if self.approximate:
-            self._ivf_params = faiss.SearchParametersIVF(nprobe=int(nprobe or 8))
-            self._params = faiss.IndexRefineSearchParameters(
-                k_factor=float(k_factor or 4), base_index_params=self._ivf_params
-            )
+        self._nprobe, self._k_factor = int(nprobe or 8), float(k_factor or 4)
         self.on_gpu = False
         self._lock = threading.Lock()
         self._threads = faiss.omp_get_max_threads()
@@ -220,24 +231,74 @@ class SlotSearcher:
     def dim(self) -> int:
         return int(self.cpu_index.d)
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        exclude: tuple[int, int] | None = None,
+        only: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """queries (Q, D) -> similarities (Q, k) float32 and ids (Q, k) int64 (-1: none),
-        best first; k is capped at the number of vectors. An approximate index may return
-        fewer than k (-1 padded) when the lists it visits run out."""
+        best first; k is capped at the number of vectors.
+
+        exclude: ids [start, end) left out (one image's slots); only: (n,) int64 ids, the only
+        ones admitted (one prototype's slots). Both are faiss selectors (IDSelectorNot of an
+        IDSelectorRange, IDSelectorBatch) applied inside the search; a GPU index, which takes
+        no selectors, asks for more neighbours and filters them. An approximate index may
+        return fewer than k (-1 padded) when the lists it visits run out of admitted ids.
+        """
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(1, min(k, self.ntotal))
         if self.ntotal == 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         if self.on_gpu:
-            with self._lock:  # GPU indexes are not safe for concurrent use
-                return self.index.search(q, k)
+            return self._search_by_fetch(q, k, exclude, only)
         # per calling thread: each request thread chooses its own OpenMP team size
         # (an IVF query scans a few lists: one thread unless a batch of queries)
         single = len(q) < 16 if self.approximate else len(q) * self.ntotal < SINGLE_THREAD_WORK
         faiss.omp_set_num_threads(1 if single else self._threads)
-        if self._params is not None:
-            return self.index.search(q, k, params=self._params)
+        selector = id_selector(exclude, only)
+        if self.approximate:
+            # the selector goes to the IVF step: IndexRefine's own `sel` is ignored
+            ivf = faiss.SearchParametersIVF(nprobe=self._nprobe, sel=selector)
+            params = faiss.IndexRefineSearchParameters(
+                k_factor=self._k_factor, base_index_params=ivf
+            )
+            return self.index.search(q, k, params=params)
+        if selector is not None:
+            return self.index.search(q, k, params=faiss.SearchParameters(sel=selector))
         return self.index.search(q, k)
+
+    def _search_by_fetch(
+        self, q: np.ndarray, k: int, exclude: tuple[int, int] | None, only: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """search() without selectors (GPU indexes): fetch more than k, filter, and grow the
+        fetch until every query keeps k or the index is exhausted."""
+        S = self.ntotal
+        if exclude is None and only is None:
+            fetch = k
+        elif only is None:
+            fetch = k + exclude[1] - exclude[0]
+        else:
+            fetch = math.ceil(k * S / max(1, len(only)))
+        while True:
+            fetch = min(fetch, S)
+            with self._lock:  # GPU indexes are not safe for concurrent use
+                sims, ids = self.index.search(q, fetch)
+            keep = ids >= 0
+            if exclude is not None:
+                keep &= (ids < exclude[0]) | (ids >= exclude[1])
+            if only is not None:
+                keep &= np.isin(ids, only)
+            if fetch >= S or (keep.sum(axis=1) >= k).all():
+                break
+            fetch *= 4
+        out_sims = np.full((len(q), k), -np.inf, np.float32)
+        out_ids = np.full((len(q), k), -1, np.int64)
+        for i, row in enumerate(keep):
+            n = min(k, int(row.sum()))
+            out_sims[i, :n], out_ids[i, :n] = sims[i][row][:n], ids[i][row][:n]
+        return out_sims, out_ids
 
     def reconstruct(self, slot_id: int) -> np.ndarray:
         """(D,) float32 stored vector of a slot (exact, also for IVF)."""

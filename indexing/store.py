@@ -1,4 +1,5 @@
-"""The index directory on disk: file names, manifest, table files, atomic writes.
+"""The index directory on disk: file names, reading the manifest, table files, atomic writes
+(what the files hold: indexing.schema).
 
     <index>/manifest.json        format, checkpoint SHA-256 and model shape, image root, counts
     <index>/images.arrow         image_id, path (relative to the image root, POSIX), width,
@@ -33,10 +34,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from indexing.schema import FORMAT, FORMAT_VERSION, manifest_problem
 from model.atomic import write_bytes_atomic
-
-FORMAT = "slotcon-explorer-index"
-FORMAT_VERSION = 2
 
 MANIFEST = "manifest.json"
 IMAGES = "images.arrow"
@@ -47,9 +46,6 @@ PROTOTYPE_VECTORS = "prototypes.npy"
 FAISS = "slots.faiss"
 EVALUATION = "evaluation.json"
 CONFUSION = "confusion.npy"
-
-SLOT_COLUMNS = ("slot_id", "image_id", "prototype", "area", "score")
-BBOX_COLUMNS = ("bbox_x", "bbox_y", "bbox_w", "bbox_h")
 
 
 class IndexFormatError(ValueError):
@@ -96,52 +92,13 @@ def read_manifest(root: str | Path) -> dict:
             "`python -m indexing build` (the same command and checkpoint as before; concept "
             "names are kept)"
         )
-    problem = _manifest_problem(manifest)
+    problem = manifest_problem(manifest)
     if problem:
         raise IndexFormatError(
             f"{path} is damaged: {problem}; rebuild the index with `python -m indexing build` "
             "(or restore the manifest from a backup)"
         )
     return manifest
-
-
-# what the readers of an index take from its manifest: key -> type (sub-dicts: their keys)
-_REQUIRED = {
-    "checkpoint": {"sha256": str},
-    "model": {"num_prototypes": int, "dim": int, "input_size": int},
-    "image_root": str,
-    "faiss": {},
-}
-_OPTIONAL = {"class_names": list, "class_is_thing": list, "annotations": list}
-
-
-def _manifest_problem(manifest: dict) -> str:
-    """What is wrong with a manifest's fields ("" when nothing); names the key."""
-
-    def describe(value: object) -> str:
-        return "null" if value is None else f"a {type(value).__name__} ({value!r:.40})"
-
-    def check(value: object, kind: type, key: str) -> str:
-        if kind is int:
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-            return "" if ok else f"'{key}' is {describe(value)}, expected an integer >= 1"
-        ok = isinstance(value, kind) and (kind is not str or value)
-        return "" if ok else f"'{key}' is {describe(value)}, expected a {kind.__name__}"
-
-    for key, spec in _REQUIRED.items():
-        if key not in manifest:
-            return f"'{key}' is missing"
-        if problem := check(manifest[key], dict if isinstance(spec, dict) else spec, key):
-            return problem
-        for sub, kind in spec.items() if isinstance(spec, dict) else ():
-            if sub not in manifest[key]:
-                return f"'{key}.{sub}' is missing"
-            if problem := check(manifest[key][sub], kind, f"{key}.{sub}"):
-                return problem
-    for key, kind in _OPTIONAL.items():
-        if key in manifest and not isinstance(manifest[key], kind):
-            return check(manifest[key], kind, key)
-    return ""
 
 
 def is_index_dir(root: str | Path) -> bool:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from indexing.evaluation import prototype_purity
-from indexing.partial import Chunk
+from indexing.metrics import prototype_purity
+from indexing.schema import BBOX_COLUMNS, SLOT_COLUMNS, Chunk
 
 TOP_K = 100  # top slot ids by score kept per prototype in prototypes.parquet
 
@@ -35,21 +35,20 @@ def images_table(merged: Chunk, paths: list[str], image_ids: list[int]) -> pd.Da
 
 
 def slots_table(merged: Chunk, image_ids: list[int]) -> pd.DataFrame:
-    """slot_id, image_id, prototype, area, score, bbox_x, bbox_y, bbox_w, bbox_h (XYWH px)."""
+    """indexing.schema.SLOT_COLUMNS: slot_id, image_id, prototype, area, score, bbox_x, bbox_y,
+    bbox_w, bbox_h (XYWH px)."""
     S = len(merged.prototype)
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "slot_id": np.arange(S, dtype=np.int64),
             "image_id": np.asarray(image_ids, dtype=np.int64)[merged.slot_position],
             "prototype": merged.prototype.astype(np.int32),
             "area": merged.area.astype(np.float32),
             "score": merged.score.astype(np.float32),
-            "bbox_x": merged.bbox[:, 0].astype(np.int32),
-            "bbox_y": merged.bbox[:, 1].astype(np.int32),
-            "bbox_w": merged.bbox[:, 2].astype(np.int32),
-            "bbox_h": merged.bbox[:, 3].astype(np.int32),
+            **dict(zip(BBOX_COLUMNS, merged.bbox.astype(np.int32).T)),
         }
     )
+    return table[list(SLOT_COLUMNS)]
 
 
 def rank_by_score(slots: pd.DataFrame) -> np.ndarray:

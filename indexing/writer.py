@@ -4,27 +4,21 @@ indexes of bench/index_scale.py both go through write_index, so both have the sa
 
 from __future__ import annotations
 
-import platform
-import sys
 import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
-import faiss
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from indexing.assignments import ShardWriter
-from indexing.partial import Chunk
+from indexing.schema import IMAGE_COLUMNS, Chunk, index_manifest
 from indexing.search import build_faiss, save_faiss
 from indexing.store import (
     CONFUSION,
     EVALUATION,
     FAISS,
-    FORMAT,
-    FORMAT_VERSION,
     IMAGES,
     MANIFEST,
     PROTOTYPE_VECTORS,
@@ -55,11 +49,11 @@ def write_index(
     manifest.
 
     merged: all images (positions 0..n-1, in path order) and their slots (image order, then
-    prototype), as indexing.partial.Chunk. maps: the PNG bytes (indexing.assignments.
+    prototype), as indexing.schema.Chunk. maps: the PNG bytes (indexing.assignments.
     encode_assignment) of each readable image, in path order. prototype_vectors: (K, D) float32.
-    header: the manifest's description of the source: checkpoint, model, image_root,
-    annotations, image_ids, class_names, class_is_thing, build (its "finished" and "seconds"
-    are set here when `started` is given). index_type: auto | flat | ivf (indexing.search).
+    header: the manifest's description of the source (indexing.schema.manifest_header; its
+    build's "finished" and "seconds" are set here when `started` is given). index_type: auto |
+    flat | ivf (indexing.search).
     confusion (K, C) and evaluation: the build's scores, when it had annotations.
     """
     target = Path(target)
@@ -69,7 +63,7 @@ def write_index(
     ranked = rank_by_score(slots)  # row = slot id
     prototypes = prototypes_table(slots, K, confusion, header.get("class_names"), ranked=ranked)
     images = _with_map_locations(images, maps, target)
-    write_table(target / IMAGES, images)
+    write_table(target / IMAGES, images[list(IMAGE_COLUMNS)])
     write_table(target / SLOTS, slots)
     del slots
     np.save(target / RANKED, ranked.astype(np.int64))
@@ -85,15 +79,8 @@ def write_index(
     skipped = [
         {"path": paths[p], "reason": str(e)} for p, e in zip(merged.positions, merged.error) if e
     ]
-    manifest = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        **header,
-        "counts": {"images": len(images), "slots": len(ranked), "skipped": len(skipped)},
-        "skipped": skipped,
-        "faiss": faiss_info,
-        "versions": _versions(),
-    }
+    counts = {"images": len(images), "slots": len(ranked), "skipped": len(skipped)}
+    manifest = index_manifest(header, counts, skipped, faiss_info)
     if started is not None:  # finished: now, after the slow parts
         finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
         manifest["build"] = {**manifest.get("build", {}), "finished": finished}
@@ -122,16 +109,3 @@ def _with_map_locations(images: pd.DataFrame, maps: Iterable[bytes], target: Pat
 
 def _since(started: float) -> float:
     return round(time.time() - started, 2)
-
-
-def _versions() -> dict:
-    versions = {
-        "python": platform.python_version(),
-        "faiss": faiss.__version__,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "pyarrow": pa.__version__,
-    }
-    if "torch" in sys.modules:
-        versions["torch"] = sys.modules["torch"].__version__
-    return versions

@@ -199,12 +199,11 @@ def _pixels_per_prototype(index, k: int) -> np.ndarray:
 def _cli(capsys, *args) -> tuple[int, str, str]:
     """`python -m indexing compare ...` in this process (a subprocess would spend minutes
     importing torch on a loaded 2-core machine): (exit status, stdout, stderr)."""
-    from indexing.cli import build_parser, main
+    from indexing.cli import main
 
     try:
-        main(build_parser().parse_args(["compare", *map(str, args)]))
-        status = 0
-    except SystemExit as exit:
+        status = main(["compare", *map(str, args)])
+    except SystemExit as exit:  # bad arguments (argparse)
         status = exit.code
     out, err = capsys.readouterr()
     return status, out, err

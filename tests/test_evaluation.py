@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from indexing.evaluation import (
+from indexing.metrics import (
     ConfusionAccumulator,
     hungarian_scores,
     kmeans_cosine,

@@ -16,8 +16,8 @@ from PIL import Image
 
 from indexing import ConceptIndex, ImageRecord, IndexFormatError, IndexMismatchError, QueryResult
 from indexing.build import build_index
-from indexing.evaluation import ConfusionAccumulator, hungarian_scores, majority_vote_scores
 from indexing.groundtruth import CocoLabels
+from indexing.metrics import ConfusionAccumulator, hungarian_scores, majority_vote_scores
 from indexing.search import build_faiss, save_faiss
 from model.checkpoint import load_encoder
 
@@ -133,6 +133,48 @@ def test_similar_against_brute_force(index, embeddings) -> None:
     np.testing.assert_allclose(found["similarity"], np.sort(sims)[::-1], atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def ivf_index(indexing_data, tmp_path_factory, embeddings) -> ConceptIndex:
+    """The fixture index with its slots in an IVF,SQ8,RFlat faiss index instead of Flat."""
+    root = tmp_path_factory.mktemp("ivf") / "index"
+    shutil.copytree(indexing_data["index"], root)
+    store, info = build_faiss(embeddings, "ivf")
+    assert info["type"] == "ivf" and info["factory"].endswith(",RFlat")
+    save_faiss(store, root / "slots.faiss")
+    manifest = json.loads((root / "manifest.json").read_text())
+    (root / "manifest.json").write_text(json.dumps(manifest | {"faiss": info}))
+    return ConceptIndex.open(root)
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf-selectors", "ivf-exact"])
+def test_similar_filters_against_brute_force(kind, index, ivf_index, embeddings, monkeypatch):
+    """Excluding the query's image and restricting to one prototype, on a real faiss index of
+    each type: the neighbours of brute force over the admitted slots. ivf-selectors: the
+    prototype filter goes through faiss's IDSelectorBatch (EXACT_FILTER_POOL 0); ivf-exact:
+    through the exact search of a small prototype."""
+    if kind == "ivf-selectors":
+        monkeypatch.setattr("indexing.concept_index.EXACT_FILTER_POOL", 0)
+    searched = index if kind == "flat" else ivf_index
+    assert searched._searcher.approximate == (kind != "flat")
+    slot_image = np.array([index.slot(i)["image_id"] for i in range(index.num_slots)])
+    slot_proto = np.array([index.slot(i)["prototype"] for i in range(index.num_slots)])
+    for slot_id in range(0, index.num_slots, max(1, index.num_slots // 12)):
+        sims = embeddings @ embeddings[slot_id]
+        other_image = slot_image != slot_image[slot_id]
+        for prototype in (None, int(slot_proto[slot_id]), int(slot_proto[-1 - slot_id])):
+            admitted = other_image & (True if prototype is None else slot_proto == prototype)
+            rows = np.flatnonzero(admitted)
+            expected = rows[np.argsort(-sims[rows], kind="stable")[:6]]
+            found = searched.similar(slot_id=slot_id, k=6, prototype=prototype)
+            assert admitted[found["slot_id"]].all()
+            np.testing.assert_allclose(found["similarity"], sims[expected], atol=1e-5)
+            assert len(found) == len(expected)
+            kept = searched.similar(
+                slot_id=slot_id, k=6, prototype=prototype, exclude_same_image=False
+            )
+            assert slot_id in set(kept["slot_id"]) or prototype != slot_proto[slot_id]
+
+
 def test_similar_by_vector_and_bad_arguments(index, embeddings) -> None:
     vector = embeddings[3] * 7.0  # any length: normalised before the search
     found = index.similar(vector=vector, k=3, exclude_same_image=True)
@@ -196,6 +238,7 @@ def test_query_image_changes_nothing(index, indexing_data) -> None:
     # the same file as a collection image: the same segments, each finding its own slot first
     assert sorted(result.segments["prototype"]) == sorted(record.slots["prototype"])
     np.testing.assert_array_equal(result.grouping.assignment, record.assignment)
+    _assert_same_rows(result.segments, record.slots)
     for _, slot in record.slots.iterrows():
         neighbours = result.neighbours[int(slot["prototype"])]
         assert len(neighbours) == 3
@@ -204,6 +247,34 @@ def test_query_image_changes_nothing(index, indexing_data) -> None:
     assert _hashes(root, *([labels_file] if labels_file.exists() else [])) == before
     with pytest.raises(IndexMismatchError):
         index.query_image(upload, load_encoder(indexing_data["other_checkpoint"], "cpu"))
+
+
+def _assert_same_rows(segments: pd.DataFrame, slots: pd.DataFrame) -> None:
+    """An upload's segments are the slot rows the build stored for the same image."""
+    segments = segments.sort_values("prototype").reset_index(drop=True)
+    assert segments["prototype"].tolist() == slots["prototype"].tolist()
+    np.testing.assert_allclose(segments["area"], slots["area"], atol=1e-6)
+    np.testing.assert_allclose(segments["score"], slots["score"], atol=1e-5)
+    assert segments["bbox"].tolist() == slots["bbox"].tolist()
+
+
+def test_query_image_extracts_as_the_build_did(indexing_data, tmp_path) -> None:
+    """An index built through the authors' view (crop and cell scores): an upload goes through
+    the same view, so an indexed image uploaded again gives the stored rows."""
+    config = dataclasses.replace(indexing_data["config"], out=tmp_path / "crop", authors_crop=True)
+    index = ConceptIndex.open(build_index(config))
+    encoder = load_encoder(indexing_data["checkpoint"], "cpu")
+    for image_id in index.image_ids()[:3]:
+        record = index.image(image_id)
+        result = index.query_image(Image.open(record.path), encoder, k=1)
+        np.testing.assert_array_equal(result.grouping.assignment, record.assignment)
+        _assert_same_rows(result.segments, record.slots)
+        present = result.grouping.pixels > 0
+        assert (
+            present.sum() == len(record.slots)
+            and result.grouping.pixels.sum() < record.assignment.size
+        )
+        assert np.isnan(result.grouping.score[~present]).all()
 
 
 def test_concurrent_readers_get_serial_answers(index) -> None:

@@ -14,7 +14,7 @@ import pytest
 import app
 import explorer
 from indexing import ConceptIndex, IndexFormatError
-from indexing.cli import build_parser, main
+from indexing.cli import main
 from indexing.store import labels_path
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -134,9 +134,8 @@ def test_missing_image_root_names_the_way_out(moved) -> None:
 
 def _cli(capsys, *argv) -> tuple[int, str]:
     try:
-        main(build_parser().parse_args([str(a) for a in argv]))
-        status = 0
-    except SystemExit as exit:
+        status = main([str(a) for a in argv])
+    except SystemExit as exit:  # bad arguments (argparse)
         status = exit.code
     return status, capsys.readouterr().err
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -17,11 +19,12 @@ import torch
 from PIL import Image
 
 from indexing import ConceptIndex
-from indexing.cli import build_parser, main
+from indexing.cli import add_config_flags, build_parser, config_from_args, main
 from indexing.cocostuff import COCOSTUFF27_CLASSES, COCOSTUFF_CATEGORIES
-from indexing.evaluation import ConfusionAccumulator, hungarian_scores, majority_vote_scores
+from indexing.config import BuildConfig
 from indexing.figure import figure_size, overlay_mask
 from indexing.groundtruth import CocoLabels
+from indexing.metrics import ConfusionAccumulator, hungarian_scores, majority_vote_scores
 from model.checkpoint import load_encoder
 from model.data import load_rgb
 from model.transforms import assign_pixels
@@ -33,9 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def _run(capsys, *argv: str) -> tuple[int, str, str]:
     """main() in this process: (exit status, stdout, stderr)."""
     try:
-        main(build_parser().parse_args([str(a) for a in argv]))
-        status = 0
-    except SystemExit as exit:
+        status = main([str(a) for a in argv])
+    except SystemExit as exit:  # bad arguments (argparse)
         status = exit.code
     out, err = capsys.readouterr()
     return status, out, err
@@ -59,6 +61,52 @@ def test_help(capsys, command: str, options: list[str]) -> None:
     assert exit.value.code == 0
     text = capsys.readouterr().out
     assert all(option in text for option in options)
+
+
+def test_build_flags_are_the_config_fields(tmp_path, capsys) -> None:
+    """Every BuildConfig field is a flag of `indexing build` with the field's default and help;
+    the flags come back as the same config; a value the config refuses is a bad argument."""
+    parser = build_parser()
+    required = ["--checkpoint", "c.pt", "--images", "imgs", "--out", "idx"]
+    args = parser.parse_args(["build", *required])
+    assert config_from_args(BuildConfig, args) == BuildConfig(
+        Path("c.pt"), Path("imgs"), Path("idx")
+    )
+    build = parser._subparsers._group_actions[0].choices["build"]
+    flags = {a.dest: a for a in build._actions if a.dest != "help"}
+    assert list(flags) == [f.name for f in dataclasses.fields(BuildConfig)]
+    for f in dataclasses.fields(BuildConfig):
+        assert flags[f.name].help.startswith(f.metadata["help"])
+    given = parser.parse_args(
+        ["build", *required, "--annotations", "a.json", "b.json", "--size", "96", "--resume",
+         "--index-type", "ivf", "--authors-crop", "--batch-size", "3", "--precision", "bf16"]
+    )  # fmt: skip
+    cfg = config_from_args(BuildConfig, given)
+    assert cfg.annotations == (Path("a.json"), Path("b.json")) and cfg.size == 96
+    assert cfg.resume and cfg.authors_crop and cfg.index_type == "ivf" and cfg.batch_size == 3
+    assert cfg.precision == "bf16" and cfg.chunk_size == 256
+    status, _, err = _run(capsys, "build", *required, "--size", "8")
+    assert status == 2 and "size must be at least 16 px" in err
+    status, _, err = _run(capsys, "build", *required, "--precision", "fp16")
+    assert status == 2 and "precision must be one of" in err
+
+
+@dataclasses.dataclass(frozen=True)
+class _Toy:
+    name: str = dataclasses.field(metadata={"help": "required"})
+    sizes: tuple[int, ...] = dataclasses.field(default=(1,), metadata={"help": "some ints"})
+    rate: float | None = dataclasses.field(default=None, metadata={"help": "optional"})
+    fast: bool = dataclasses.field(default=True, metadata={"help": "on by default"})
+
+
+def test_config_flags_of_any_dataclass() -> None:
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser, _Toy)
+    assert config_from_args(_Toy, parser.parse_args(["--name", "a"])) == _Toy("a")
+    args = parser.parse_args(["--name", "b", "--sizes", "2", "3", "--rate", "0.5", "--no-fast"])
+    assert config_from_args(_Toy, args) == _Toy("b", (2, 3), 0.5, False)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--sizes", "2"])  # --name is required
 
 
 def test_evaluate_gives_the_library_numbers(indexing_data, tmp_path, capsys) -> None:

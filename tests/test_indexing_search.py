@@ -1,5 +1,6 @@
 """faiss layer: exact search, the index type by size, IVF layout and recall against exact
-search, memory-mapped loading, GPU placement (skipped without)."""
+search, filtered search (faiss selectors, and the fetch-and-filter path of GPU indexes) against
+brute force, memory-mapped loading, GPU placement (skipped without)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from indexing.search import (
     choose_index_type,
     exact_search,
     gpu_available,
+    id_selector,
     ivf_layout,
     load_faiss,
     recall_at_k,
@@ -86,6 +88,55 @@ def test_ivf_recall_against_exact_search(tmp_path) -> None:
     cosines = np.einsum("qd,qkd->qk", queries, x[np.maximum(found, 0)])  # (Q, k)
     np.testing.assert_allclose(sims[valid], cosines[valid], atol=1e-5)
     np.testing.assert_array_equal(searcher.reconstruct(5), x[5])  # the exact vector
+
+
+def _brute_force(x: np.ndarray, q: np.ndarray, k: int, admitted: np.ndarray) -> np.ndarray:
+    """(k,) ids of the k admitted rows of x nearest to q (inner product), best first."""
+    rows = np.flatnonzero(admitted)
+    return rows[np.argsort(-(x[rows] @ q), kind="stable")[:k]]
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+@pytest.mark.parametrize("fetch", [False, True], ids=["selectors", "fetch-and-filter"])
+def test_filtered_search_against_brute_force(kind, fetch) -> None:
+    """exclude (an image's id range) and only (a prototype's ids) keep exactly the admitted ids;
+    flat finds the brute-force neighbours among them, ivf nearly all (lists it does not visit
+    may hold some); similarities are exact either way. fetch-and-filter is the path of GPU
+    indexes, which take no selectors (run here on the CPU index)."""
+    x = _clustered(3000, 16)
+    index, info = build_faiss(x, kind)
+    searcher = SlotSearcher(index, False, info["nprobe"], info["k_factor"])
+    searcher.on_gpu = fetch  # the GPU path on a CPU index: the same results, without selectors
+    only = np.flatnonzero(np.random.default_rng(5).random(len(x)) < 0.25)  # "one prototype"
+    ids = np.arange(len(x))
+    hits = total = 0
+    for i, q in enumerate(x[:40:4]):
+        exclude = (i * 70, i * 70 + 30)  # the query's "image", which holds the query itself
+        outside = (ids < exclude[0]) | (ids >= exclude[1])
+        cases = [
+            ({"exclude": exclude}, outside),
+            ({"only": only}, np.isin(ids, only)),
+            ({"exclude": exclude, "only": only}, outside & np.isin(ids, only)),
+        ]
+        for kwargs, admitted in cases:
+            sims, found = searcher.search(q, 10, **kwargs)
+            found, sims = found[0][found[0] >= 0], sims[0][found[0] >= 0]
+            assert admitted[found].all(), kwargs
+            np.testing.assert_allclose(sims, x[found] @ q, atol=1e-5)
+            expected = _brute_force(x, q, 10, admitted)
+            if kind == "flat":
+                np.testing.assert_array_equal(found, expected)
+            hits, total = hits + len(set(found) & set(expected)), total + len(expected)
+    assert hits / total >= (1.0 if kind == "flat" else 0.9)
+
+
+def test_id_selector() -> None:
+    assert id_selector() is None
+    ids = np.arange(10, dtype=np.int64)
+    admitted = [id_selector((2, 5)).is_member(int(i)) for i in ids]
+    assert admitted == [True, True, False, False, False, True, True, True, True, True]
+    selector = id_selector((2, 5), only=np.array([1, 3, 7]))
+    assert [int(i) for i in ids if selector.is_member(int(i))] == [1, 7]
 
 
 def test_exact_search() -> None:

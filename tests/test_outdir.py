@@ -17,7 +17,6 @@ import torch
 from PIL import Image
 
 from indexing import build as build_module
-from indexing.cli import build_parser as indexing_parser
 from indexing.cli import main as indexing_main
 from indexing.store import partial_dir
 from model import scenes
@@ -70,9 +69,8 @@ def test_check_output_dir_refuses_files_and_foreign_folders(tmp_path) -> None:
 
 def _index_run(capsys, *argv) -> tuple[int, str]:
     try:
-        indexing_main(indexing_parser().parse_args([str(a) for a in argv]))
-        status = 0
-    except SystemExit as exit:
+        status = indexing_main([str(a) for a in argv])
+    except SystemExit as exit:  # bad arguments (argparse)
         status = exit.code
     return status, capsys.readouterr().err
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from indexing.cocostuff import COCOSTUFF_CATEGORIES
-from indexing.evaluation import ConfusionAccumulator
+from indexing.metrics import ConfusionAccumulator
 from indexing.picie import cluster_map, fit_centroids, picie_scores
 from indexing.protocol import cocostuff27
 from indexing.views import AUTHORS_VIEW, PICIE_VIEW, View, view_geometry, view_image, view_labels
