@@ -6,7 +6,67 @@ import argparse
 import os
 import sys
 import threading
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
+
+from model.flags import add_config_flags, config_from_args, flag
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """What `python app.py` is started with: one field per flag (model.flags)."""
+
+    index: Path = flag(MISSING, "index directory written by `python -m indexing build`")
+    checkpoint: Path | None = flag(
+        None,
+        "the checkpoint the index was built with; needed for uploads (without it the app "
+        "browses the collection only)",
+    )
+    compare: Path | None = flag(
+        None,
+        "a second index of the same images (another checkpoint, K may differ): adds a Compare "
+        "tab with the prototype correspondence (computed at start, one pass over both indexes' "
+        "maps)",
+    )
+    run: Path | None = flag(
+        None,
+        "a training run's folder (`python -m model.train --out`, with --snapshot-every): adds "
+        "a Timeline tab with its loss curves and, for a prototype of this index, its partner in "
+        "every snapshot; the snapshots' indexes are built over this collection at start, in "
+        "the background, and cached in --cache",
+    )
+    image_root: Path | None = flag(
+        None,
+        "the collection's image folder, when it moved since the build (e.g. the index was "
+        "copied to another machine); default: the folder recorded in the index",
+    )
+    host: str = flag(
+        "127.0.0.1",
+        "address to listen on (127.0.0.1: this machine only; 0.0.0.0 exposes the app to the "
+        "network, require a login then)",
+    )
+    port: int = flag(7860, "port")
+    auth_file: Path | None = flag(
+        None,
+        "require the login USER:PASS on the first line of FILE (recommended whenever --host is "
+        "not loopback; or set the environment variable SLOTCON_AUTH=USER:PASS). 5 failed logins "
+        "from one address lock it out for 5 minutes",
+    )
+    auth: str | None = flag(
+        None,
+        "require this login; other users of this machine can read it with `ps`: prefer "
+        "--auth-file or SLOTCON_AUTH",
+    )
+    cache: Path = flag(Path("cache"), "folder for thumbnails and exports, served to the browser")
+    max_upload_mb: float = flag(10.0, "largest upload in MB (a large phone photo)")
+    max_pixels: int = flag(40_000_000, "largest upload in pixels, checked before decoding")
+    device: str | None = flag(
+        None, "torch device for uploads (default: cuda when present, else cpu)"
+    )
+
+
+LOGIN_FLAGS = ("auth_file", "auth")  # one or the other
+METAVARS = {"compare": "DIR", "run": "RUN_DIR", "auth_file": "FILE", "auth": "USER:PASS"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,96 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="app.py",
         description="Browse the concepts a SlotCon model discovered in an indexed collection.",
     )
-    parser.add_argument(
-        "--index",
-        required=True,
-        type=Path,
-        help="index directory written by `python -m indexing build`",
-    )
-    parser.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=None,
-        help="the checkpoint the index was built with; needed for uploads "
-        "(without it the app browses the collection only)",
-    )
-    parser.add_argument(
-        "--compare",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="a second index of the same images (another checkpoint, K may differ): adds a "
-        "Compare tab with the prototype correspondence (computed at start, one pass over both "
-        "indexes' maps)",
-    )
-    parser.add_argument(
-        "--run",
-        type=Path,
-        default=None,
-        metavar="RUN_DIR",
-        help="a training run's folder (`python -m model.train --out`, with --snapshot-every): "
-        "adds a Timeline tab with its loss curves and, for a prototype of this index, its "
-        "partner in every snapshot; the snapshots' indexes are built over this collection at "
-        "start, in the background, and cached in --cache",
-    )
-    parser.add_argument(
-        "--image-root",
-        type=Path,
-        default=None,
-        help="the collection's image folder, when it moved since the build (e.g. the index was "
-        "copied to another machine); default: the folder recorded in the index",
-    )
-    parser.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to listen on (default 127.0.0.1: this machine only; "
-        "0.0.0.0 exposes the app to the network, require a login then)",
-    )
-    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    add_config_flags(parser, AppSettings, metavars=METAVARS, omit=LOGIN_FLAGS)
+    others = tuple(f.name for f in fields(AppSettings) if f.name not in LOGIN_FLAGS)
     login = parser.add_mutually_exclusive_group()
-    login.add_argument(
-        "--auth-file",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="require the login USER:PASS on the first line of FILE (recommended whenever "
-        "--host is not loopback; or set the environment variable SLOTCON_AUTH=USER:PASS). "
-        "5 failed logins from one address lock it out for 5 minutes",
-    )
-    login.add_argument(
-        "--auth",
-        default=None,
-        metavar="USER:PASS",
-        help="require this login; other users of this machine can read it with `ps`: prefer "
-        "--auth-file or SLOTCON_AUTH",
-    )
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=Path("cache"),
-        help="folder for thumbnails and exports, served to the browser (default ./cache)",
-    )
-    parser.add_argument(
-        "--max-upload-mb",
-        type=float,
-        default=10.0,
-        help="largest upload in MB (default 10: a large phone photo)",
-    )
-    parser.add_argument(
-        "--max-pixels",
-        type=int,
-        default=40_000_000,
-        help="largest upload in pixels, checked before decoding (default 40M)",
-    )
-    parser.add_argument(
-        "--device",
-        default=None,
-        help="torch device for uploads (default: cuda when present, else cpu)",
-    )
+    add_config_flags(login, AppSettings, metavars=METAVARS, omit=others)
     return parser
 
 
-def main(args: argparse.Namespace) -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = config_from_args(AppSettings, build_parser().parse_args(argv))
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from PIL import Image
 
@@ -169,4 +148,4 @@ def warm_timeline(timeline) -> threading.Thread:
 
 
 if __name__ == "__main__":
-    sys.exit(main(build_parser().parse_args()))
+    sys.exit(main())

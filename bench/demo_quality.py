@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(args: argparse.Namespace) -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     root = Path(args.scenes or tempfile.mkdtemp(prefix="scenes-heldout-"))
     ann = find_complete(root, args.images, args.size, args.seed, "val") or write_scenes(
@@ -123,4 +124,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(build_parser().parse_args()))
+    sys.exit(main())

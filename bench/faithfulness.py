@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -237,14 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(args: argparse.Namespace) -> None:
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     rows = measure(args)
     print("| difference | measured on | effect |\n| --- | --- | --- |")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     records = [dict(zip(("difference", "measured_on", "effect"), row)) for row in rows]
     args.json.write_text(json.dumps(records, indent=1) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main(build_parser().parse_args())
+    sys.exit(main())

@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -198,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(args: argparse.Namespace) -> None:
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="index-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -230,7 +232,8 @@ def main(args: argparse.Namespace) -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(f"wrote {args.json}")
+    return 0
 
 
 if __name__ == "__main__":
-    main(build_parser().parse_args())
+    sys.exit(main())

@@ -232,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(args: argparse.Namespace) -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if (args.index is None) == (args.out is None) or (args.out is not None and not args.slots):
         print("error: give --slots N --out DIR, or --index DIR", file=sys.stderr)
         return 2
@@ -278,4 +279,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(build_parser().parse_args()))
+    sys.exit(main())

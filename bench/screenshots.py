@@ -59,7 +59,7 @@ def take(url: str, out: Path, prototype_row: int, timeline_prototype: int | None
         browser.close()
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:7860", help="the running app")
     parser.add_argument("--out", default="docs", help="folder for the two PNGs")
@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="also screenshot the Timeline tab for this prototype (app started with --run)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     take(args.url, Path(args.out), args.row, args.timeline_prototype)
     print(f"wrote {args.out}/screenshot_concepts.png and {args.out}/screenshot_image.png")
     return 0

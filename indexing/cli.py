@@ -14,17 +14,15 @@ Bad input (missing checkpoint, empty folder, an index of another model ...) prin
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
-import types
-import typing
 from pathlib import Path
 
 from indexing import compare_cli
 from indexing.config import BuildConfig
 from indexing.search import INDEX_TYPES
 from indexing.store import MANIFEST
+from model.flags import add_config_flags, config_from_args
 
 
 def _add_build(sub: argparse._SubParsersAction) -> None:
@@ -38,48 +36,6 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     add_config_flags(
         p, BuildConfig, choices={"index_type": INDEX_TYPES}, metavars={"annotations": "JSON"}
     )
-
-
-def add_config_flags(
-    parser: argparse.ArgumentParser,
-    cls: type,
-    choices: dict[str, tuple] | None = None,
-    metavars: dict[str, str] | None = None,
-) -> None:
-    """One flag per field of the dataclass `cls` (--batch-size for batch_size), its help the
-    field's metadata["help"] (model.config's convention) and its default the field's.
-    Fields without a default are required flags; bool: a switch (store_true); tuple[X, ...]:
-    one or more X; X | None: an optional X. config_from_args(cls, args) reads them back."""
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        kind, options = hints[f.name], {"help": f.metadata.get("help", "")}
-        if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None
-            kind = next(a for a in typing.get_args(kind) if a is not type(None))
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            options["required"] = True
-        else:
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            options["default"] = default
-            if default not in (None, "", (), False):
-                options["help"] += f" (default: {default})"
-        if kind is bool:  # a switch; --x / --no-x when it is on by default
-            on = options.get("default") is True
-            options["action"] = argparse.BooleanOptionalAction if on else "store_true"
-        elif typing.get_origin(kind) is tuple:
-            options.update(type=typing.get_args(kind)[0], nargs="+")
-        else:
-            options["type"] = kind
-        if f.name in (choices or {}):
-            options["choices"] = choices[f.name]
-        if f.name in (metavars or {}):
-            options["metavar"] = metavars[f.name]
-        parser.add_argument("--" + f.name.replace("_", "-"), **options)
-
-
-def config_from_args(cls: type, args: argparse.Namespace):
-    """The dataclass `cls` from the flags of add_config_flags (lists become tuples)."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexing.search import INDEX_TYPES
-from model.config import _f
+from model.flags import flag
 
 # decoding processes per build process: 4-8 per GPU; at most the CPU's cores
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
@@ -25,7 +25,7 @@ def _required(help: str):
 @dataclass(frozen=True)
 class BuildConfig:
     """What `python -m indexing build` does; its flags and --help come from these fields
-    (indexing.cli.add_config_flags: --batch-size for batch_size, ...)."""
+    (model.flags.add_config_flags: --batch-size for batch_size, ...)."""
 
     checkpoint: Path = _required(
         "encoder checkpoint: this project's (encoder.pt, last.pt) or a published SlotCon one"
@@ -35,38 +35,40 @@ class BuildConfig:
         "index directory to write: new, empty or an earlier index (replaced once the new one is "
         "complete); any other existing path is refused"
     )
-    annotations: tuple[Path, ...] = _f(
+    annotations: tuple[Path, ...] = flag(
         (),
         "COCO instances JSON [and COCO-Stuff stuff JSON]: image ids from the JSON, plus "
         "per-prototype dominant class / purity and mIoU in evaluation.json",
     )
-    size: int | None = _f(
+    size: int | None = flag(
         None,
         "shorter image side fed to the encoder; default the model's (448 for ResNet-50, as the "
         "whole COCO images; 192 for small models)",
     )
-    batch_size: int = _f(16, "images per forward pass: 16 on CPU, 64 on a GPU for ResNet-50 at 448")
-    device: str = _f("", "cpu | cuda | cuda:N; empty = this process's GPU when present, else cpu")
-    workers: int = _f(
+    batch_size: int = flag(
+        16, "images per forward pass (16 on CPU, 64 on a GPU for ResNet-50 at 448)"
+    )
+    device: str = flag("", "cpu | cuda | cuda:N; empty = this process's GPU when present, else cpu")
+    workers: int = flag(
         DEFAULT_WORKERS,
         "image-decoding processes per build process; 4-8 per GPU, 0 = in the main process",
     )
-    resume: bool = _f(False, "continue an interrupted build from its last finished chunk")
-    index_type: str = _f(
+    resume: bool = flag(False, "continue an interrupted build from its last finished chunk")
+    index_type: str = flag(
         "auto",
         "auto (recommended): flat up to 250,000 slots, ivf above; flat: exact search, about "
         "17 ms a query at a million slots on one CPU core; ivf: approximate candidates re-ranked "
         "exactly, about 1 ms at a million (recall@10 >= 0.95, docs/BENCHMARKS.md)",
     )
-    chunk_size: int = _f(
+    chunk_size: int = flag(
         256, "images per saved chunk; an interrupted build loses at most one chunk per process"
     )
-    precision: str = _f(
+    precision: str = flag(
         "fp32",
         "fp32 (recommended: scores and the build's evaluation as the paper's); bf16 autocast is "
         "faster on GPUs and moves some pixels to another prototype",
     )
-    authors_crop: bool = _f(
+    authors_crop: bool = flag(
         False,
         "like-for-like with the authors' visualisation: resize 256 + centre crop 224 instead of "
         "whole images, and their ranking score (mean dots over the argmax map cells); maps "

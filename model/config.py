@@ -7,28 +7,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 
+from model.flags import flag
+
 ARCHS = ("resnet18", "resnet34", "resnet50")
-
-
-def _f(default, help: str):
-    """A dataclass field whose help text is also the command line's --help."""
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = _f("resnet50", "backbone: resnet18 | resnet34 | resnet50 (torchvision layout)")
-    width: float = _f(1.0, "backbone channel multiplier; < 1 for small CPU models")
-    output_stride: int = _f(32, "32 (paper), 16 (dilated layer4) or 8 (dilated layer3 + layer4)")
-    dim_hidden: int = _f(4096, "hidden width of projector and predictor (paper: 4096)")
-    dim_out: int = _f(256, "D: slot / prototype embedding size")
-    num_prototypes: int = _f(256, "K: paper uses 256 on COCO; best near the real number of classes")
-    teacher_temp: float = _f(0.07, "tau_t: sharp teacher assignment (also the grouping softmax)")
-    student_temp: float = _f(0.1, "tau_s: student temperature of the group loss")
-    slot_temp: float = _f(0.2, "temperature of the slot InfoNCE loss")
-    group_loss_weight: float = _f(0.5, "w in L = w * group + (1 - w) * slot")
-    center_momentum: float = _f(0.9, "EMA of the teacher's mean assignment (centering)")
-    teacher_balance: str = _f(
+    arch: str = flag("resnet50", "backbone: resnet18 | resnet34 | resnet50 (torchvision layout)")
+    width: float = flag(1.0, "backbone channel multiplier; < 1 for small CPU models")
+    output_stride: int = flag(32, "32 (paper), 16 (dilated layer4) or 8 (dilated layer3 + layer4)")
+    dim_hidden: int = flag(4096, "hidden width of projector and predictor (paper: 4096)")
+    dim_out: int = flag(256, "D: slot / prototype embedding size")
+    num_prototypes: int = flag(
+        256, "K: paper uses 256 on COCO; best near the real number of classes"
+    )
+    teacher_temp: float = flag(0.07, "tau_t: sharp teacher assignment (also the grouping softmax)")
+    student_temp: float = flag(0.1, "tau_s: student temperature of the group loss")
+    slot_temp: float = flag(0.2, "temperature of the slot InfoNCE loss")
+    group_loss_weight: float = flag(0.5, "w in L = w * group + (1 - w) * slot")
+    center_momentum: float = flag(0.9, "EMA of the teacher's mean assignment (centering)")
+    teacher_balance: str = flag(
         "center",
         "how the teacher's targets avoid collapse: center (paper: subtract the EMA centre) | "
         "sinkhorn (SwAV's equipartition over the batch's pixels)",
@@ -50,37 +49,41 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
-    data: str = _f("", "folder of images (searched recursively), or a COCO root with --split")
-    split: str = _f("", "COCO layout: read <data>/<split>/ (e.g. train2017); empty = plain folder")
-    out: str = _f("runs/slotcon", "output directory: checkpoints, log.jsonl")
-    image_size: int = _f(224, "side of each augmented view (paper: 224)")
-    min_scale: float = _f(0.08, "random-resized-crop scale range lower bound (paper: 0.08)")
-    max_scale: float = _f(1.0, "random-resized-crop scale range upper bound (paper: 1.0)")
-    hue: float = _f(0.1, "largest hue shift of the colour jitter, in turns (paper: 0.1; 0.5 = all)")
-    grayscale: float = _f(0.2, "probability of a grayscale view (paper: 0.2)")
-    channel_shuffle: float = _f(0.0, "probability of a random RGB permutation (paper: 0)")
-    blur_sigma: float = _f(2.0, "largest Gaussian blur sigma in view px (paper: 2.0 at 224 px)")
-    pipeline: str = _f(
+    data: str = flag("", "folder of images (searched recursively), or a COCO root with --split")
+    split: str = flag(
+        "", "COCO layout: read <data>/<split>/ (e.g. train2017); empty = plain folder"
+    )
+    out: str = flag("runs/slotcon", "output directory: checkpoints, log.jsonl")
+    image_size: int = flag(224, "side of each augmented view (paper: 224)")
+    min_scale: float = flag(0.08, "random-resized-crop scale range lower bound (paper: 0.08)")
+    max_scale: float = flag(1.0, "random-resized-crop scale range upper bound (paper: 1.0)")
+    hue: float = flag(
+        0.1, "largest hue shift of the colour jitter, in turns (paper: 0.1; 0.5 = all)"
+    )
+    grayscale: float = flag(0.2, "probability of a grayscale view (paper: 0.2)")
+    channel_shuffle: float = flag(0.0, "probability of a random RGB permutation (paper: 0)")
+    blur_sigma: float = flag(2.0, "largest Gaussian blur sigma in view px (paper: 2.0 at 224 px)")
+    pipeline: str = flag(
         "pil",
         "pil: decode and augment per sample in DataLoader workers (any collection, bicubic); "
         "tensor: decode once into memory, augment per batch with tensor ops (small collections)",
     )
-    batch_size: int = _f(512, "global batch over all processes (paper: 512 on 8 GPUs)")
-    epochs: int = _f(800, "passes over the data; paper: 800 on COCO")
-    optimizer: str = _f("lars", "lars (paper) | sgd | adamw (small models on CPU)")
-    lr: float = _f(2.0, "peak learning rate; paper: 1.0 * batch / 256 with LARS")
-    min_lr: float = _f(1e-6, "end of the cosine schedule")
-    weight_decay: float = _f(1e-5, "paper: 1e-5 (LARS); no decay on 1-D parameters")
-    warmup_epochs: float = _f(5.0, "linear warm-up from lr / 100")
-    teacher_momentum: float = _f(0.99, "m0 of the cosine EMA schedule, rises to 1")
-    precision: str = _f("fp16", "autocast on CUDA: fp16 (paper) | bf16 | fp32; CPU always fp32")
-    workers: int = _f(8, "DataLoader worker processes per training process")
-    seed: int = _f(0, "seeds model initialisation, data order and augmentation")
-    save_every: int = _f(10, "epochs between checkpoints (always one at the end)")
-    snapshot_every: int = _f(
+    batch_size: int = flag(512, "global batch over all processes (paper: 512 on 8 GPUs)")
+    epochs: int = flag(800, "passes over the data; paper: 800 on COCO")
+    optimizer: str = flag("lars", "lars (paper) | sgd | adamw (small models on CPU)")
+    lr: float = flag(2.0, "peak learning rate; paper: 1.0 * batch / 256 with LARS")
+    min_lr: float = flag(1e-6, "end of the cosine schedule")
+    weight_decay: float = flag(1e-5, "paper: 1e-5 (LARS); no decay on 1-D parameters")
+    warmup_epochs: float = flag(5.0, "linear warm-up from lr / 100")
+    teacher_momentum: float = flag(0.99, "m0 of the cosine EMA schedule, rises to 1")
+    precision: str = flag("fp16", "autocast on CUDA: fp16 (paper) | bf16 | fp32; CPU always fp32")
+    workers: int = flag(8, "DataLoader worker processes per training process")
+    seed: int = flag(0, "seeds model initialisation, data order and augmentation")
+    save_every: int = flag(10, "epochs between checkpoints (always one at the end)")
+    snapshot_every: int = flag(
         0, "epochs between teacher snapshots in <out>/snapshots/ (for the timeline); 0 = none"
     )
-    device: str = _f("", "cpu | cuda | cuda:N; empty = cuda when available, else cpu")
+    device: str = flag("", "cpu | cuda | cuda:N; empty = cuda when available, else cpu")
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("lars", "sgd", "adamw"):

@@ -35,6 +35,7 @@ from model.checkpoint import (
 )
 from model.config import PRESETS, ModelConfig, TrainConfig, model_config_from_dict, override
 from model.data import EpochSampler, ImageCollection, TwoViewDataset, collection_root
+from model.flags import add_config_flags
 from model.optim import build_optimizer, learning_rate
 from model.outdir import check_output_dir, is_run_dir
 from model.slotcon import SlotCon, SlotConLosses, teacher_momentum
@@ -420,20 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="stop early but keep the --epochs schedule (resume later to finish)",
     )
+    preset_value = "preset value if omitted"
+    scaled = "preset value x batch size / preset batch size if omitted"
     for cls in (TrainConfig, ModelConfig):
-        for f in fields(cls):
-            if f.name == "model":
-                continue
-            kind = {"int": int, "float": float, "str": str}[str(f.type)]
-            default = "preset value if omitted"
-            if f.name == "lr":
-                default = "preset value x batch size / preset batch size if omitted"
-            parser.add_argument(
-                "--" + f.name.replace("_", "-"),
-                type=kind,
-                default=None,
-                help=f"{f.metadata.get('help', '')} ({default})",
-            )
+        add_config_flags(parser, cls, omit=("model",), unset=preset_value, notes={"lr": scaled})
     return parser
 
 

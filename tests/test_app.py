@@ -36,34 +36,35 @@ def test_help_names_every_option(capsys):
         "--max-pixels",
     ):
         assert option in text
-    args = app.build_parser().parse_args(["--index", "x"])
-    assert args.host == "127.0.0.1" and args.port == 7860 and args.checkpoint is None
+    settings = app.config_from_args(
+        app.AppSettings, app.build_parser().parse_args(["--index", "x"])
+    )
+    assert settings == app.AppSettings(index=Path("x"))
+    assert settings.host == "127.0.0.1" and settings.port == 7860 and settings.checkpoint is None
 
 
 def test_missing_index_is_a_clear_error(tmp_path, capsys):
-    args = app.build_parser().parse_args(["--index", str(tmp_path / "nowhere")])
+    args = ["--index", str(tmp_path / "nowhere")]
     assert app.main(args) == 1
     assert "index directory not found" in capsys.readouterr().err
 
 
 def test_bad_auth_is_refused(tmp_path, capsys, monkeypatch):
-    args = app.build_parser().parse_args(["--index", str(tmp_path), "--auth", "nopassword"])
+    args = ["--index", str(tmp_path), "--auth", "nopassword"]
     assert app.main(args) == 2
     assert "USER:PASS" in capsys.readouterr().err
-    args = app.build_parser().parse_args(["--index", str(tmp_path), "--auth-file", "absent"])
+    args = ["--index", str(tmp_path), "--auth-file", "absent"]
     assert app.main(args) == 2
     assert "cannot read" in capsys.readouterr().err
     monkeypatch.setenv("SLOTCON_AUTH", "nopassword")
-    assert app.main(app.build_parser().parse_args(["--index", str(tmp_path)])) == 2
+    assert app.main(["--index", str(tmp_path)]) == 2
     assert "SLOTCON_AUTH" in capsys.readouterr().err
 
 
 def test_wrong_checkpoint_is_a_clear_error(explorer_data, tmp_path, capsys):
     other = tmp_path / "other.pt"
     other.write_bytes(explorer_data["checkpoint"].read_bytes() + b"\0")
-    args = app.build_parser().parse_args(
-        ["--index", str(explorer_data["index"]), "--checkpoint", str(other)]
-    )
+    args = ["--index", str(explorer_data["index"]), "--checkpoint", str(other)]
     assert app.main(args) == 1
     assert "another checkpoint" in capsys.readouterr().err
 

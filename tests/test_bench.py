@@ -24,7 +24,7 @@ def load(name: str):
 def test_train_speed_times_the_trainer_step(tmp_path, capsys):
     bench = load("train_speed")
     out = tmp_path / "speed.json"
-    args = bench.build_parser().parse_args(
+    args = (
         ["--preset", "tiny", "--batch-size", "4", "--device", "cpu", "--steps", "2",
          "--warmup", "1", "--json", str(out)]
     )  # fmt: skip
@@ -42,7 +42,7 @@ def test_train_speed_with_the_real_pipeline(tmp_path, capsys):
         Image.new("RGB", (40, 32), (40 * i, 80, 120)).save(tmp_path / f"{i}.png")
     bench = load("train_speed")
     out = tmp_path / "speed.json"
-    args = bench.build_parser().parse_args(
+    args = (
         ["--preset", "tiny", "--batch-size", "4", "--device", "cpu", "--steps", "3",
          "--warmup", "1", "--data", str(tmp_path), "--json", str(out)]
     )  # fmt: skip
@@ -56,7 +56,7 @@ def test_train_speed_with_the_real_pipeline(tmp_path, capsys):
 def test_train_speed_refuses_cuda_without_a_gpu(capsys, monkeypatch):
     bench = load("train_speed")
     monkeypatch.setattr(bench.torch.cuda, "is_available", lambda: False)
-    args = bench.build_parser().parse_args(["--preset", "tiny", "--device", "cuda"])
+    args = ["--preset", "tiny", "--device", "cuda"]
     assert bench.main(args) == 1
     assert "no CUDA GPU" in capsys.readouterr().err
 

@@ -129,10 +129,8 @@ def test_different_image_sets_are_refused(explorer_data, compare_data, tmp_path,
     import app
 
     status = app.main(
-        app.build_parser().parse_args(
-            ["--index", str(explorer_data["index"]), "--compare", str(compare_data["subset"])]
-            + ["--cache", str(tmp_path / "cache")]
-        )
+        ["--index", str(explorer_data["index"]), "--compare", str(compare_data["subset"])]
+        + ["--cache", str(tmp_path / "cache")]
     )
     assert status == 1
     assert "10 images differ (10 only in A, 0 only in B, 50 in both" in capsys.readouterr().err

@@ -152,7 +152,7 @@ def test_evaluate_damaged_and_moved_indexes(copy, moved, capsys) -> None:
 
 def test_app_damaged_and_moved_indexes(moved, capsys, monkeypatch) -> None:
     index, new_root = moved
-    args = app.build_parser().parse_args(["--index", str(index)])
+    args = ["--index", str(index)]
     assert app.main(args) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "--image-root" in err, err
@@ -166,7 +166,7 @@ def test_app_damaged_and_moved_indexes(moved, capsys, monkeypatch) -> None:
     monkeypatch.setattr(explorer, "build_app", stop)  # stop before the server starts
     cache = new_root.parent / "cache"
     argv = ["--index", index, "--image-root", new_root, "--cache", cache]
-    args = app.build_parser().parse_args([str(a) for a in argv])
+    args = [str(a) for a in argv]
     with pytest.raises(Opened) as opened:
         app.main(args)
     assert opened.value.args[0].index.image_root == new_root.absolute()

@@ -156,7 +156,7 @@ def test_an_older_index_is_refused_with_the_way_out(small, tmp_path, capsys) -> 
     assert "reads version 2" in message and "rebuild it with `python -m indexing build`" in message
     assert main(["evaluate", "--index", str(old)]) == 1
     assert "format version 1" in capsys.readouterr().err
-    assert app.main(app.build_parser().parse_args(["--index", str(old)])) == 1
+    assert app.main(["--index", str(old)]) == 1
     err = capsys.readouterr().err
     assert "format version 1" in err and "Traceback" not in err
 
@@ -180,7 +180,7 @@ def test_bench_writes_and_measures_a_small_index(tmp_path, capsys) -> None:
     bench = load("index_scale")
     out = tmp_path / "summary.json"
     args = ["--slots", "3000", "--out", str(tmp_path / "index"), "--measure", "--queries", "30"]
-    assert bench.main(bench.build_parser().parse_args([*args, "--json", str(out)])) == 0
+    assert bench.main([*args, "--json", str(out)]) == 0
     summary = json.loads(out.read_text())
     assert summary["slots"] == 3000 and summary["library"]["recall_at_10"] == 1.0
     assert summary["library"]["warm"]["similar"]["p50_ms"] > 0 and summary["files"] < 20

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from indexing import ConceptIndex
-from indexing.cli import add_config_flags, build_parser, config_from_args, main
+from indexing.cli import build_parser, main
 from indexing.cocostuff import COCOSTUFF27_CLASSES, COCOSTUFF_CATEGORIES
 from indexing.config import BuildConfig
 from indexing.figure import figure_size, overlay_mask
@@ -27,6 +27,7 @@ from indexing.groundtruth import CocoLabels
 from indexing.metrics import ConfusionAccumulator, hungarian_scores, majority_vote_scores
 from model.checkpoint import load_encoder
 from model.data import load_rgb
+from model.flags import add_config_flags, config_from_args
 from model.transforms import assign_pixels
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

@@ -187,7 +187,7 @@ def test_app_refuses_a_missing_run_folder(explorer_data, tmp_path, capsys):
     import app
 
     args = ["--index", str(explorer_data["index"]), "--run", str(tmp_path / "nope")]
-    status = app.main(app.build_parser().parse_args([*args, "--cache", str(tmp_path / "c")]))
+    status = app.main([*args, "--cache", str(tmp_path / "c")])
     assert status == 1
     assert "--run" in capsys.readouterr().err
 
