@@ -16,6 +16,8 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
+from indexing.figure import mask_overlay
+
 # 20 well separated colours first (Kelly's list, minus white/black), then golden-angle hues.
 _BASE_COLOURS = [
     "#e6194b",
@@ -39,8 +41,6 @@ _BASE_COLOURS = [
     "#000075",
     "#808080",
 ]
-MASK_RED = (255, 0, 0)  # the paper's Figure 3: the prototype's mask in red ...
-MASK_ALPHA = 0.6  # ... at alpha 0.6 over the image
 HIGHLIGHT = (255, 221, 0)  # outline of the selected segment
 DIM = 0.5  # brightness kept outside the selected segment
 DISPLAY_SIDE = 600  # small images are enlarged (integer factor) to about this many pixels
@@ -133,19 +133,6 @@ def enlarge(array: np.ndarray, factor: int) -> np.ndarray:
     if factor == 1:
         return array
     return np.repeat(np.repeat(array, factor, axis=0), factor, axis=1)
-
-
-def mask_overlay(
-    image: np.ndarray, mask: np.ndarray, colour=MASK_RED, alpha: float = MASK_ALPHA
-) -> np.ndarray:
-    """The paper's Figure 3 style: pixels in `mask` become (1 - alpha) * image + alpha * colour,
-    the others are unchanged. image (H, W, 3) uint8, mask (H, W) bool -> (H, W, 3) uint8."""
-    if image.shape[:2] != mask.shape:
-        raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} differ")
-    out = image.copy()
-    blend = (1.0 - alpha) * image[mask].astype(np.float32) + alpha * np.asarray(colour, np.float32)
-    out[mask] = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
-    return out
 
 
 def context_box(

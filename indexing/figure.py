@@ -20,8 +20,8 @@ LABEL_WIDTH = 180  # width of the row-label column
 BACKGROUND = (24, 24, 24)
 EMPTY_CELL = (48, 48, 48)
 TEXT = (235, 235, 235)
-MASK_COLOUR = np.array([255, 0, 0], dtype=np.float32)
-MASK_ALPHA = 0.6
+MASK_RED = (255, 0, 0)  # the paper's Figure 3: the prototype's mask in red ...
+MASK_ALPHA = 0.6  # ... at alpha 0.6 over the image
 
 
 def figure_size(rows: int, k: int, cell: int = CELL) -> tuple[int, int]:
@@ -29,11 +29,18 @@ def figure_size(rows: int, k: int, cell: int = CELL) -> tuple[int, int]:
     return LABEL_WIDTH + k * (cell + PAD) + PAD, rows * (cell + PAD) + PAD
 
 
-def overlay_mask(image: Image.Image, mask: np.ndarray, alpha: float = MASK_ALPHA) -> Image.Image:
-    """RGB image with the (H, W) bool mask blended in red: out = (1 - a) * image + a * red."""
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)  # (H, W, 3)
-    blended = np.where(mask[..., None], (1 - alpha) * pixels + alpha * MASK_COLOUR, pixels)
-    return Image.fromarray(blended.round().clip(0, 255).astype(np.uint8))
+def mask_overlay(
+    image: np.ndarray, mask: np.ndarray, colour=MASK_RED, alpha: float = MASK_ALPHA
+) -> np.ndarray:
+    """The paper's Figure 3 style, for this figure and the app's thumbnails alike: pixels in
+    `mask` become (1 - alpha) * image + alpha * colour, the others are unchanged.
+    image (H, W, 3) uint8, mask (H, W) bool -> (H, W, 3) uint8."""
+    if image.shape[:2] != mask.shape:
+        raise ValueError(f"image {image.shape[:2]} and mask {mask.shape} differ")
+    out = image.copy()
+    blend = (1.0 - alpha) * image[mask].astype(np.float32) + alpha * np.asarray(colour, np.float32)
+    out[mask] = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+    return out
 
 
 def sample_prototypes(index: ConceptIndex, n: int, seed: int = 0) -> list[int]:
@@ -57,7 +64,8 @@ def _cell(index: ConceptIndex, image_id: int, prototype: int, cell: int) -> Imag
     canvas = Image.new("RGB", (cell, cell), EMPTY_CELL)
     try:
         record = index.image(image_id)
-        picture = overlay_mask(load_rgb(record.path), record.assignment == prototype)
+        pixels = np.asarray(load_rgb(record.path))
+        picture = Image.fromarray(mask_overlay(pixels, record.assignment == prototype))
     except (UnreadableImage, OSError, ValueError):
         ImageDraw.Draw(canvas).text((6, cell // 2 - 6), "image missing", fill=TEXT, font=_font(11))
         return canvas

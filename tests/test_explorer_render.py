@@ -8,7 +8,6 @@ import pytest
 from explorer.render import (
     DIM,
     HIGHLIGHT,
-    MASK_ALPHA,
     LegendEntry,
     boundaries,
     context_box,
@@ -16,11 +15,11 @@ from explorer.render import (
     legend_html,
     markdown_text,
     mask_bbox,
-    mask_overlay,
     palette,
     prototype_title,
     segment_thumbnail,
 )
+from indexing.figure import MASK_ALPHA, mask_overlay
 
 
 @pytest.fixture()

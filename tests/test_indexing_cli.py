@@ -22,7 +22,7 @@ from indexing import ConceptIndex
 from indexing.cli import build_parser, main
 from indexing.cocostuff import COCOSTUFF27_CLASSES, COCOSTUFF_CATEGORIES
 from indexing.config import BuildConfig
-from indexing.figure import figure_size, overlay_mask
+from indexing.figure import figure_size, mask_overlay
 from indexing.groundtruth import CocoLabels
 from indexing.metrics import ConfusionAccumulator, hungarian_scores, majority_vote_scores
 from model.checkpoint import load_encoder
@@ -232,9 +232,9 @@ def test_figure(indexing_data, tmp_path, capsys) -> None:
         assert png.size == figure_size(2, 5, 128)
 
 
-def test_overlay_mask_by_hand() -> None:
-    image = Image.new("RGB", (2, 1), (255, 255, 255))
-    blended = np.asarray(overlay_mask(image, np.array([[True, False]])))
+def test_mask_overlay_by_hand() -> None:
+    image = np.full((1, 2, 3), 255, dtype=np.uint8)
+    blended = mask_overlay(image, np.array([[True, False]]))
     np.testing.assert_array_equal(blended, [[[255, 102, 102], [255, 255, 255]]])
 
 
