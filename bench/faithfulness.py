@@ -105,7 +105,7 @@ def measure(args: argparse.Namespace) -> list[tuple[str, str, str]]:
         root, args.images, 192, args.seed, split="val"
     )
     labels = CocoLabels(ann)
-    C, K = len(labels.class_names), fp32.num_prototypes
+    num_classes, K = len(labels.class_names), fp32.num_prototypes
     pictures = [load_rgb(root / "val" / labels.image_info(i).file_name) for i in labels.image_ids]
     truths = [labels.label_map(i) for i in labels.image_ids]
     rows = []
@@ -122,7 +122,7 @@ def measure(args: argparse.Namespace) -> list[tuple[str, str, str]]:
         )
     )
 
-    acc = {name: ConfusionAccumulator(K, C) for name in ("fp32", "bf16")}
+    acc = {name: ConfusionAccumulator(K, num_classes) for name in ("fp32", "bf16")}
     moved = []
     features, infos = [], []
     for picture, truth in tqdm(list(zip(pictures, truths)), desc="scenes", leave=False):
@@ -175,13 +175,16 @@ def measure(args: argparse.Namespace) -> list[tuple[str, str, str]]:
         )
     )
 
-    # PiCIE: cosine k-means of the pixel features into C clusters, Hungarian over the set
+    # PiCIE: cosine k-means of the pixel features into num_classes clusters, Hungarian over the set
     cells = np.concatenate([f.flatten(1).T.numpy() for f in features])
-    centroids = fit_centroids(cells, C, seed=0)
+    centroids = fit_centroids(cells, num_classes, seed=0)
     normed = cells / np.linalg.norm(cells, axis=1, keepdims=True)
     members = (normed @ centroids.T).argmax(1)
     means = np.stack([normed[members == c].mean(0) for c in range(len(centroids))])
-    picie = {"normalised": ConfusionAccumulator(C, C), "unnormalised": ConfusionAccumulator(C, C)}
+    picie = {
+        "normalised": ConfusionAccumulator(num_classes, num_classes),
+        "unnormalised": ConfusionAccumulator(num_classes, num_classes),
+    }
     moved = []
     for f, info, truth in zip(features, infos, truths):
         m1 = cluster_map(f, info, fp32.stride, centroids)
@@ -193,7 +196,7 @@ def measure(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     rows.append(
         (
             "PiCIE's pixel clustering beside the prototype clustering (added)",
-            f"{len(pictures)} scenes, {C} clusters",
+            f"{len(pictures)} scenes, {num_classes} clusters",
             f"PiCIE mIoU {100 * p1.miou:.2f} / pixel acc. {100 * p1.pixel_accuracy:.2f}; "
             f"prototypes (Hungarian) {100 * a.miou:.2f} / {100 * a.pixel_accuracy:.2f}",
         )

@@ -248,7 +248,7 @@ def _header(cfg: SyntheticConfig, images: Path, annotations: Path, labels: _Anno
 
 
 class _Annotations:
-    """A COCO instances JSON of some images, and the (K, C) confusion of their maps."""
+    """A COCO instances JSON of some images, and the (K, L) confusion of their maps."""
 
     def __init__(self, cfg: SyntheticConfig, rng: np.random.Generator):
         self.cfg, self.rng = cfg, rng

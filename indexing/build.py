@@ -187,7 +187,7 @@ def _extract_share(
     """Extract this process's chunks that are not finished yet, saving each when complete."""
     rank, world = distributed.rank(), distributed.world_size()
     K, D = encoder.num_prototypes, encoder.cfg.dim_out
-    C = label_source.labels.num_classes if label_source is not None else 0
+    num_classes = label_source.labels.num_classes if label_source is not None else 0
     chunks = shard(len(paths), rank, world, cfg.chunk_size)
     todo = [
         j
@@ -198,7 +198,7 @@ def _extract_share(
     if not todo:
         return
     chunk_of = {p: j for j in todo for p in chunks[j]}
-    builders = {j: _ChunkBuilder(chunks[j], K, C) for j in todo}
+    builders = {j: _ChunkBuilder(chunks[j], K, num_classes) for j in todo}
     batches = [
         chunks[j][i : i + cfg.batch_size]
         for j in todo
@@ -247,9 +247,9 @@ def _merge(
     missing = [f.name for f in files if not f.is_file()]
     if missing:
         raise RuntimeError(f"chunks missing after extraction: {', '.join(missing[:5])}")
-    C = labels.num_classes if labels is not None else 0
+    num_classes = labels.num_classes if labels is not None else 0
     merged = Chunk.concatenate(
-        [Chunk.load(f) for f in files], encoder.cfg.dim_out, (encoder.num_prototypes, C)
+        [Chunk.load(f) for f in files], encoder.cfg.dim_out, (encoder.num_prototypes, num_classes)
     )
     if not np.array_equal(merged.positions, np.arange(num_images)):
         raise RuntimeError("the chunks do not cover the collection exactly once")

@@ -225,7 +225,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
 
 def _evaluate_index(index, annotations: list[Path]) -> tuple:
-    """The "index" protocol: (K, C) counts of the stored maps, the labels, extra fields."""
+    """The "index" protocol: (K, L) counts of the stored maps, the labels, extra fields."""
     from indexing import evaluate
     from indexing.collection import load_labels
 

@@ -241,7 +241,7 @@ class ConceptIndex:
         return self._images.column("path")[int(row)].as_py()
 
     def confusion(self) -> np.ndarray | None:
-        """(K, C) int64 pixel counts of (prototype, class) from the build, None without."""
+        """(K, L) int64 pixel counts of (prototype, class) from the build, None without."""
         path = self.root / CONFUSION
         return np.load(path) if path.is_file() else None
 

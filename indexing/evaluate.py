@@ -33,7 +33,7 @@ def scores_dict(
     class_names: Sequence[str],
     class_is_thing: Sequence[bool] | None = None,
 ) -> dict:
-    """{"hungarian": ..., "majority": ..., "class_names": [...]} from a (K, C) histogram; each
+    """{"hungarian": ..., "majority": ..., "class_names": [...]} from a (K, L) histogram; each
     mapping as SegmentationScores.to_dict (miou, pixel_accuracy, per_class_iou, mapping ...)."""
     return {
         "hungarian": hungarian_scores(counts, prototype_vectors).to_dict(
@@ -45,7 +45,7 @@ def scores_dict(
 
 
 def index_confusion(index, labels: CocoLabels) -> tuple[np.ndarray, int, int]:
-    """(K, C) pixel histogram of the index's assignment maps against `labels`, the number of
+    """(K, L) pixel histogram of the index's assignment maps against `labels`, the number of
     images counted, and of indexed images without a usable label map (not listed, or of
     another size). An index built with a crop view counts the crop's pixels only."""
     view = (index.manifest.get("build") or {}).get("view")

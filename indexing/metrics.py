@@ -1,10 +1,10 @@
 """Unsupervised semantic segmentation scores of prototype assignments.
 
 Everything derives from one streaming histogram, counts[k, c] = number of labelled pixels whose
-argmax prototype is k and whose true class is c (K x C, int64). Two ways to turn prototypes into
+argmax prototype is k and whose true class is c (K x L, int64; L classes: C is channels). Two ways to turn prototypes into
 class predictions:
 - majority vote: each prototype predicts its dominant class (many-to-one);
-- Hungarian (SLOTCON.md, PiCIE/STEGO protocol): prototypes are grouped into C clusters by cosine
+- Hungarian (SLOTCON.md, PiCIE/STEGO protocol): prototypes are grouped into L clusters by cosine
   k-means weighted by their pixel counts (dead prototypes left out) and clusters are matched
   one-to-one to classes, maximising matched pixels. PiCIE's own variant, which clusters pixel
   features rather than prototypes, is indexing.picie.
@@ -24,7 +24,7 @@ from indexing.cocostuff import IGNORE_INDEX
 
 
 class ConfusionAccumulator:
-    """Streaming (prototype, class) pixel histogram; `counts` is (K, C) int64."""
+    """Streaming (prototype, class) pixel histogram; `counts` is (K, L) int64."""
 
     def __init__(self, num_prototypes: int, num_classes: int, ignore_index: int = IGNORE_INDEX):
         self.num_prototypes = num_prototypes  # K
@@ -61,7 +61,7 @@ def _check_range(values: np.ndarray, size: int, what: str) -> None:
 class SegmentationScores:
     miou: float  # nan-mean of per_class_iou, in [0, 1]
     pixel_accuracy: float  # sum TP / labelled pixels, in [0, 1] (nan with no labelled pixels)
-    per_class_iou: np.ndarray  # (C,) float64 in [0, 1]; nan: class absent and never predicted
+    per_class_iou: np.ndarray  # (L,) float64 in [0, 1]; nan: class absent and never predicted
     mapping: np.ndarray  # (K,) int64 predicted class of each prototype, -1 = unmapped
 
     def to_dict(
@@ -97,7 +97,7 @@ def _nanmean(values: np.ndarray) -> float:
 
 
 def split_miou(per_class_iou: np.ndarray, class_is_thing: Sequence[bool]) -> tuple[float, float]:
-    """(things mIoU, stuff mIoU): nan-means of per_class_iou (C,) over each group."""
+    """(things mIoU, stuff mIoU): nan-means of per_class_iou (L,) over each group."""
     is_thing = np.asarray(class_is_thing, dtype=bool)
     if is_thing.shape != per_class_iou.shape:
         raise ValueError(f"{is_thing.size} thing flags for {per_class_iou.size} classes")
@@ -107,7 +107,7 @@ def split_miou(per_class_iou: np.ndarray, class_is_thing: Sequence[bool]) -> tup
 def scores_from_mapping(counts: np.ndarray, mapping: np.ndarray) -> SegmentationScores:
     """Scores when prototype k predicts class mapping[k] (-1: predicts nothing).
 
-    counts (K, C) int; mapping (K,) int in -1..C-1. Pixels of an unmapped prototype are false
+    counts (K, L) int; mapping (K,) int in -1..L-1. Pixels of an unmapped prototype are false
     negatives of their true class and false positives of none.
     """
     counts = np.asarray(counts, dtype=np.int64)
@@ -139,7 +139,7 @@ def prototype_purity(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def majority_vote_scores(counts: np.ndarray) -> SegmentationScores:
-    """Each prototype predicts its dominant class; counts (K, C). Prototypes without labelled
+    """Each prototype predicts its dominant class; counts (K, L). Prototypes without labelled
     pixels are unmapped (-1). Many prototypes may share a class (upper bound of one-to-one)."""
     dominant, _ = prototype_purity(counts)
     return scores_from_mapping(counts, dominant)
@@ -148,12 +148,12 @@ def majority_vote_scores(counts: np.ndarray) -> SegmentationScores:
 def hungarian_scores(
     counts: np.ndarray, prototype_vectors: np.ndarray | None = None, seed: int = 0
 ) -> SegmentationScores:
-    """PiCIE/STEGO protocol on prototypes: cluster them into C groups, match groups to classes.
+    """PiCIE/STEGO protocol on prototypes: cluster them into L groups, match groups to classes.
 
-    counts (K, C) int histogram; prototype_vectors (K, D) float (e.g. the teacher's prototype
+    counts (K, L) int histogram; prototype_vectors (K, D) float (e.g. the teacher's prototype
     embeddings) or None. Prototypes without labelled pixels (dead on this set) take no part and
     predict nothing. When at most C prototypes are live each is its own cluster. Otherwise cosine
-    k-means (`kmeans_cosine`, seeded) groups the live prototype vectors into C clusters, each
+    k-means (`kmeans_cosine`, seeded) groups the live prototype vectors into L clusters, each
     weighted by its pixel count, so that a prototype weighs as much as the pixels it stands for
     (PiCIE clusters pixels); without vectors it groups the prototypes' class-histogram rows
     instead (this peeks at the labels, so it is an optimistic variant). The C' x C cluster
@@ -165,7 +165,7 @@ def hungarian_scores(
     clusters = cluster_prototypes(counts, prototype_vectors, seed)
     live = clusters >= 0
     num_clusters = int(clusters.max()) + 1 if live.any() else 0
-    cluster_counts = np.zeros((num_clusters, num_classes), dtype=np.int64)  # (C', C)
+    cluster_counts = np.zeros((num_clusters, num_classes), dtype=np.int64)  # (clusters, L)
     np.add.at(cluster_counts, clusters[live], counts[live])
     cluster_to_class = match_clusters(cluster_counts)
     mapping = np.full(num_prototypes, -1, dtype=np.int64)
@@ -176,7 +176,7 @@ def hungarian_scores(
 def cluster_prototypes(
     counts: np.ndarray, prototype_vectors: np.ndarray | None = None, seed: int = 0
 ) -> np.ndarray:
-    """Cluster id (K,) int64 in 0..min(live, C)-1 of each prototype, -1 for prototypes without
+    """Cluster id (K,) int64 in 0..min(live, L)-1 of each prototype, -1 for prototypes without
     labelled pixels (see hungarian_scores)."""
     num_prototypes, num_classes = counts.shape
     if prototype_vectors is None:
@@ -200,7 +200,7 @@ def cluster_prototypes(
 def match_clusters(cluster_counts: np.ndarray) -> np.ndarray:
     """One-to-one cluster -> class matching maximising matched pixels.
 
-    cluster_counts (C', C) int; returns (C',) int64 class per cluster, -1 for clusters left
+    cluster_counts (clusters, L) int; returns (C',) int64 class per cluster, -1 for clusters left
     unmatched (only possible when C' > C).
     """
     rows, cols = linear_sum_assignment(cluster_counts, maximize=True)

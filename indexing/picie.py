@@ -61,7 +61,7 @@ def cluster_map(
 
 
 def picie_scores(cluster_counts: np.ndarray) -> SegmentationScores:
-    """Scores of a (clusters, C) pixel histogram under one-to-one Hungarian matching; `mapping`
+    """Scores of a (clusters, L) pixel histogram under one-to-one Hungarian matching; `mapping`
     is each cluster's class (-1 for clusters left over when there are more than classes)."""
     counts = np.asarray(cluster_counts, dtype=np.int64)
     return scores_from_mapping(counts, match_clusters(counts))

@@ -112,7 +112,7 @@ class Chunk:
     score: np.ndarray  # (S,) float32 mean dots over the slot's pixels
     bbox: np.ndarray  # (S, 4) int32 XYWH in image pixels
     embedding: np.ndarray  # (S, D) float32 L2-normalised
-    confusion: np.ndarray  # (K, C) int64 prototype x class pixel counts; (0, 0) without labels
+    confusion: np.ndarray  # (K, L) int64 prototype x class pixel counts; (0, 0) without labels
     evaluated: np.ndarray  # () int64 images counted in `confusion`
     unlabelled: np.ndarray  # () int64 readable images without a usable label map
 

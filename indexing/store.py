@@ -10,7 +10,7 @@
     <index>/prototypes.npy       (K, D) float32 L2-normalised prototype vectors
     <index>/slots.faiss          L2-normalised slot embeddings, faiss id = slot id (inner product)
     <index>/assignments/NNNNN.bin   (H, W) assignment maps as PNGs, packed (indexing.assignments)
-    <index>/evaluation.json, confusion.npy   with annotations: scores and (K, C) pixel counts
+    <index>/evaluation.json, confusion.npy   with annotations: scores and (K, L) pixel counts
     <index>.labels.json          beside the directory: the user's prototype names
 
 The .arrow tables are uncompressed Arrow IPC files (Feather v2: pandas.read_feather reads them)

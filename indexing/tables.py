@@ -67,7 +67,7 @@ def prototypes_table(
     ranked: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One row per prototype 0..K-1 (also absent ones): images, slots, mean_area, mean_score
-    (NaN when absent), top_slot_ids (by score, best first, at most top_k), and with a (K, C)
+    (NaN when absent), top_slot_ids (by score, best first, at most top_k), and with a (K, L)
     confusion: dominant_class (name, "" without labelled pixels), dominant_class_index (-1),
     purity (fraction in [0, 1], NaN). ranked: rank_by_score(slots) when already computed."""
     K = num_prototypes

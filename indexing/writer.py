@@ -54,7 +54,7 @@ def write_index(
     header: the manifest's description of the source (indexing.schema.manifest_header; its
     build's "finished" and "seconds" are set here when `started` is given). index_type: auto |
     flat | ivf (indexing.search).
-    confusion (K, C) and evaluation: the build's scores, when it had annotations.
+    confusion (K, L) and evaluation: the build's scores, when it had annotations.
     """
     target = Path(target)
     K = len(prototype_vectors)
