@@ -10,7 +10,7 @@ from explorer.context import AppContext
 from explorer.figures import iou_bars
 
 MAPPINGS = {
-    "hungarian": "Hungarian (prototypes clustered into one group per class, matched one-to-one to classes)",
+    "hungarian": "Hungarian (prototypes clustered into one group per class, matched one-to-one)",
     "majority": "Majority vote (each prototype predicts its dominant class)",
 }
 

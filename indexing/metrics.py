@@ -1,8 +1,8 @@
 """Unsupervised semantic segmentation scores of prototype assignments.
 
 Everything derives from one streaming histogram, counts[k, c] = number of labelled pixels whose
-argmax prototype is k and whose true class is c (K x L, int64; L classes: C is channels). Two ways to turn prototypes into
-class predictions:
+argmax prototype is k and whose true class is c (K x L, int64; L classes, as C means channels).
+Two ways to turn prototypes into class predictions:
 - majority vote: each prototype predicts its dominant class (many-to-one);
 - Hungarian (SLOTCON.md, PiCIE/STEGO protocol): prototypes are grouped into L clusters by cosine
   k-means weighted by their pixel counts (dead prototypes left out) and clusters are matched
