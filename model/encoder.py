@@ -23,10 +23,7 @@ from model.backbone import build_backbone
 from model.config import ModelConfig
 from model.grouping import GroupingOutput, SemanticGrouping
 from model.heads import Projector
-from model.transforms import ImageTransform, Preprocessed, assign_pixels
-
-# Preprocessed and assign_pixels live in model.transforms; importable from here as before
-__all__ = ["PRECISIONS", "ImageGrouping", "Preprocessed", "SlotConEncoder", "assign_pixels"]
+from model.transforms import ImageTransform, Preprocessed
 
 PRECISIONS = ("fp32", "bf16")  # inference precision: fp32, or bf16 autocast (faster on GPUs)
 
