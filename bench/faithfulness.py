@@ -18,6 +18,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import skimage.data  # a dev dependency: the photos its wheel ships
@@ -97,138 +98,172 @@ def top_overlap(ours: np.ndarray, theirs: np.ndarray, k: int = 5) -> tuple[float
     return 100.0 * float(np.mean(shares)), 100.0 * float(np.mean(absent))
 
 
-def measure(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+Row = tuple[str, str, str]  # (difference, measured on, effect)
+
+
+class Scenes(NamedTuple):
+    pictures: list  # RGB PIL images
+    truths: list[np.ndarray]  # (H, W) class maps
+    num_classes: int
+
+
+class ScenePass(NamedTuple):
+    """One fp32 and one bf16 pass over the scenes: their confusions and the fp32 features."""
+
+    confusion: dict[str, ConfusionAccumulator]  # "fp32", "bf16": (K, L) pixel counts
+    moved: list[float]  # % of pixels whose prototype differs between the two, per scene
+    features: list[torch.Tensor]  # (C, h, w) backbone features of each scene (fp32)
+    infos: list  # Preprocessed of each scene
+
+
+def measure(args: argparse.Namespace) -> list[Row]:
     fp32 = load_encoder(args.checkpoint, "cpu")
     bf16 = load_encoder(args.checkpoint, "cpu", precision="bf16")
+    scenes = _scenes(args)
+    photos = [load_rgb(Path(skimage.data.__file__).parent / name) for name in PHOTOS]
+    alone = [assign_pixels(*run(fp32, p), fp32.stride)[0] for p in photos]
+    passed = _scene_pass(fp32, bf16, scenes)
+    return [
+        _batching_row(fp32, photos, alone),
+        *_precision_rows(fp32, bf16, scenes, passed, photos, alone),
+        *_picie_rows(fp32, scenes, passed),
+        _ranking_row(fp32, scenes),
+    ]
+
+
+def _scenes(args: argparse.Namespace) -> Scenes:
     root = Path(args.scenes or tempfile.mkdtemp(prefix="faithfulness-"))
     ann = find_complete(root, args.images, 192, args.seed, "val") or write_scenes(
         root, args.images, 192, args.seed, split="val"
     )
     labels = CocoLabels(ann)
-    num_classes, K = len(labels.class_names), fp32.num_prototypes
     pictures = [load_rgb(root / "val" / labels.image_info(i).file_name) for i in labels.image_ids]
     truths = [labels.label_map(i) for i in labels.image_ids]
-    rows = []
+    return Scenes(pictures, truths, len(labels.class_names))
 
-    # the build's batching before issue 10: padding to the batch's largest image
-    photos = [load_rgb(Path(skimage.data.__file__).parent / name) for name in PHOTOS]
-    alone = [assign_pixels(*run(fp32, p), fp32.stride)[0] for p in photos]
+
+def _batching_row(fp32, photos, alone) -> Row:
+    """The build's batching before issue 10: padding to the batch's largest image."""
     moved = [changed(a, b) for a, b in zip(alone, padded_batch(fp32, photos))]
-    rows.append(
-        (
-            "batch of 8 padded to its largest image (fixed)",
-            "8 photos, mixed sizes",
-            f"{np.mean(moved):.1f} % of pixels change prototype (max {max(moved):.1f} %)",
-        )
+    return (
+        "batch of 8 padded to its largest image (fixed)",
+        "8 photos, mixed sizes",
+        f"{np.mean(moved):.1f} % of pixels change prototype (max {max(moved):.1f} %)",
     )
 
-    acc = {name: ConfusionAccumulator(K, num_classes) for name in ("fp32", "bf16")}
-    moved = []
-    features, infos = [], []
-    for picture, truth in tqdm(list(zip(pictures, truths)), desc="scenes", leave=False):
+
+def _scene_pass(fp32, bf16, scenes: Scenes) -> ScenePass:
+    K = fp32.num_prototypes
+    confusion = {name: ConfusionAccumulator(K, scenes.num_classes) for name in ("fp32", "bf16")}
+    moved, features, infos = [], [], []
+    pairs = list(zip(scenes.pictures, scenes.truths))
+    for picture, truth in tqdm(pairs, desc="scenes", leave=False):
         dots, info = run(fp32, picture)
         reference = assign_pixels(dots, info, fp32.stride)[0]
-        acc["fp32"].update(reference, truth)
+        confusion["fp32"].update(reference, truth)
         other = assign_pixels(*run(bf16, picture), bf16.stride)[0]
-        acc["bf16"].update(other, truth)
+        confusion["bf16"].update(other, truth)
         moved.append(changed(reference, other))
         x, _ = fp32.preprocess(picture)
         w, h = info.map_size
         features.append(fp32.features(x)[0, :, :h, :w])
         infos.append(info)
+    return ScenePass(confusion, moved, features, infos)
+
+
+def _precision_rows(fp32, bf16, scenes: Scenes, passed: ScenePass, photos, alone) -> list[Row]:
+    """bf16 against fp32, the resize filter, and the prototype clustering's weighting."""
+    n = len(scenes.pictures)
     photo_moves = [
         changed(a, assign_pixels(*run(bf16, p), bf16.stride)[0]) for a, p in zip(alone, photos)
     ]
-    a = hungarian_scores(acc["fp32"].counts, fp32.prototypes.numpy())
-    b = hungarian_scores(acc["bf16"].counts, fp32.prototypes.numpy())
-    rows.append(
-        (
-            "bf16 autocast instead of fp32 (fp32 is the default now)",
-            f"{len(pictures)} scenes; 8 photos",
-            f"{np.mean(moved):.2f} % of pixels change prototype on scenes, "
-            f"{np.mean(photo_moves):.2f} % on photos; Hungarian mIoU {100 * a.miou:.2f} -> "
-            f"{100 * b.miou:.2f}, majority "
-            f"{100 * majority_vote_scores(acc['fp32'].counts).miou:.2f} -> "
-            f"{100 * majority_vote_scores(acc['bf16'].counts).miou:.2f}",
-        )
-    )
+    counts = passed.confusion["fp32"].counts
+    a = hungarian_scores(counts, fp32.prototypes.numpy())
+    b = hungarian_scores(passed.confusion["bf16"].counts, fp32.prototypes.numpy())
+    majority_bf16 = majority_vote_scores(passed.confusion["bf16"].counts)
     bilinear = [
         changed(a, assign_pixels(*run(fp32, p, Image.Resampling.BILINEAR), fp32.stride)[0])
         for a, p in zip(alone, photos)
     ]
-    rows.append(
+    old = unweighted_hungarian(counts, fp32.prototypes.numpy())
+    dead = int((counts.sum(axis=1) == 0).sum())
+    return [
+        (
+            "bf16 autocast instead of fp32 (fp32 is the default now)",
+            f"{n} scenes; 8 photos",
+            f"{np.mean(passed.moved):.2f} % of pixels change prototype on scenes, "
+            f"{np.mean(photo_moves):.2f} % on photos; Hungarian mIoU {100 * a.miou:.2f} -> "
+            f"{100 * b.miou:.2f}, majority "
+            f"{100 * majority_vote_scores(counts).miou:.2f} -> {100 * majority_bf16.miou:.2f}",
+        ),
         (
             "bicubic resize of whole images (authors' Resize: bilinear)",
             "8 photos (the scenes are not resized)",
             f"{np.mean(bilinear):.2f} % of pixels change prototype (max {max(bilinear):.2f} %)",
-        )
-    )
-    counts = acc["fp32"].counts
-    old = unweighted_hungarian(counts, fp32.prototypes.numpy())
-    dead = int((counts.sum(axis=1) == 0).sum())
-    rows.append(
+        ),
         (
             "prototype clustering unweighted, dead prototypes included (fixed)",
-            f"{len(pictures)} scenes, K {K}, {dead} dead",
+            f"{n} scenes, K {fp32.num_prototypes}, {dead} dead",
             f"Hungarian mIoU {100 * old.miou:.2f} / pixel acc. {100 * old.pixel_accuracy:.2f} "
             f"before, {100 * a.miou:.2f} / {100 * a.pixel_accuracy:.2f} pixel-weighted",
-        )
-    )
+        ),
+    ]
 
-    # PiCIE: cosine k-means of the pixel features into num_classes clusters, Hungarian over the set
-    cells = np.concatenate([f.flatten(1).T.numpy() for f in features])
+
+def _picie_rows(fp32, scenes: Scenes, passed: ScenePass) -> list[Row]:
+    """PiCIE: cosine k-means of the pixel features into one cluster per class, Hungarian over
+    the set; with normalised centroids and with PiCIE's unnormalised cluster means."""
+    n, num_classes = len(scenes.pictures), scenes.num_classes
+    cells = np.concatenate([f.flatten(1).T.numpy() for f in passed.features])
     centroids = fit_centroids(cells, num_classes, seed=0)
     normed = cells / np.linalg.norm(cells, axis=1, keepdims=True)
     members = (normed @ centroids.T).argmax(1)
     means = np.stack([normed[members == c].mean(0) for c in range(len(centroids))])
-    picie = {
-        "normalised": ConfusionAccumulator(num_classes, num_classes),
-        "unnormalised": ConfusionAccumulator(num_classes, num_classes),
-    }
+    normalised = ConfusionAccumulator(num_classes, num_classes)
+    unnormalised = ConfusionAccumulator(num_classes, num_classes)
     moved = []
-    for f, info, truth in zip(features, infos, truths):
+    for f, info, truth in zip(passed.features, passed.infos, scenes.truths):
         m1 = cluster_map(f, info, fp32.stride, centroids)
         m2 = cluster_map(f, info, fp32.stride, means)
-        picie["normalised"].update(m1, truth)
-        picie["unnormalised"].update(m2, truth)
+        normalised.update(m1, truth)
+        unnormalised.update(m2, truth)
         moved.append(changed(m1, m2))
-    p1, p2 = picie_scores(picie["normalised"].counts), picie_scores(picie["unnormalised"].counts)
-    rows.append(
+    p1, p2 = picie_scores(normalised.counts), picie_scores(unnormalised.counts)
+    a = hungarian_scores(passed.confusion["fp32"].counts, fp32.prototypes.numpy())
+    return [
         (
             "PiCIE's pixel clustering beside the prototype clustering (added)",
-            f"{len(pictures)} scenes, {num_classes} clusters",
+            f"{n} scenes, {num_classes} clusters",
             f"PiCIE mIoU {100 * p1.miou:.2f} / pixel acc. {100 * p1.pixel_accuracy:.2f}; "
             f"prototypes (Hungarian) {100 * a.miou:.2f} / {100 * a.pixel_accuracy:.2f}",
-        )
-    )
-    rows.append(
+        ),
         (
             "normalised centroids (PiCIE's eval: unnormalised cluster means)",
-            f"{len(pictures)} scenes",
+            f"{n} scenes",
             f"{np.mean(moved):.2f} % of pixels change cluster; mIoU {100 * p1.miou:.2f} vs "
             f"{100 * p2.miou:.2f}",
-        )
-    )
+        ),
+    ]
 
-    # ranking of the top-5 images per prototype at the authors' crop
+
+def _ranking_row(fp32, scenes: Scenes) -> Row:
+    """The top-5 images per prototype at the authors' crop: our slot score against theirs."""
     geometry = Geometry(fp32.transform, AUTHORS_VIEW)
-    ours, theirs = np.full((len(pictures), K), np.nan), np.zeros((len(pictures), K))
-    for i, picture in enumerate(pictures):
+    n, K = len(scenes.pictures), fp32.num_prototypes
+    ours, theirs = np.full((n, K), np.nan), np.zeros((n, K))
+    for i, picture in enumerate(scenes.pictures):
         x, info = preprocess(geometry, picture)
         dots = fp32(x, torch.ones(1, 1, *info.map_size[::-1], dtype=torch.bool)).dots[0]
         _, pixels, score = assign_pixels(dots, info, fp32.stride)
         ours[i, pixels > 0] = score[pixels > 0]
         theirs[i] = cell_scores(dots, info)
-    rows.append(
-        (
-            "ranking score of whole-image indexes: mean upsampled dots over the slot's pixels "
-            "(authors, and --authors-crop: over argmax cells, +1e-6 on every cell)",
-            f"{len(pictures)} scenes at the authors' crop",
-            "{:.1f} % of the top-5 images per prototype in common; {:.1f} % of the authors' "
-            "top-5 are images without a pixel of the prototype".format(*top_overlap(ours, theirs)),
-        )
+    return (
+        "ranking score of whole-image indexes: mean upsampled dots over the slot's pixels "
+        "(authors, and --authors-crop: over argmax cells, +1e-6 on every cell)",
+        f"{n} scenes at the authors' crop",
+        "{:.1f} % of the top-5 images per prototype in common; {:.1f} % of the authors' "
+        "top-5 are images without a pixel of the prototype".format(*top_overlap(ours, theirs)),
     )
-    return rows
 
 
 def build_parser() -> argparse.ArgumentParser:
