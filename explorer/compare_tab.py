@@ -13,30 +13,16 @@ import gradio as gr
 from explorer import actions
 from explorer import comparison as comparisons
 from explorer.context import AppContext
+from explorer.plot_click import plotly_click_js
 
-# gr.Plot has no click event: plotly_click on the heatmap writes "a,b:<time>" into a hidden
-# textbox whose .change runs in Python (the same bridge as the concept map's, see explorer.ui).
-HEATMAP_CLICK_JS = """
-() => {
-  const attach = () => {
-    document.querySelectorAll('#compare-heatmap .js-plotly-plot').forEach((plot) => {
-      if (plot.dataset.slotconClick || typeof plot.on !== 'function') return;
-      plot.dataset.slotconClick = '1';
-      plot.on('plotly_click', (event) => {
-        const point = event && event.points && event.points[0];
-        const cell = point && point.customdata;  // [a, b]: a typed array (plotly's bdata)
-        if (!cell || cell.length < 2) return;
-        const box = document.querySelector('#compare-click textarea, #compare-click input');
-        if (!box) return;
-        box.value = `${cell[0]},${cell[1]}:${Date.now()}`;
-        box.dispatchEvent(new Event('input', { bubbles: true }));
-      });
-    });
-  };
-  new MutationObserver(attach).observe(document.body, { childList: true, subtree: true });
-  attach();
-}
-"""
+# a click on a heatmap cell writes "a,b:<time>" into the hidden #compare-click textbox;
+# customdata is [a, b] (a typed array: plotly's bdata)
+HEATMAP_CLICK_JS = plotly_click_js(
+    "compare-heatmap",
+    "compare-click",
+    "(point.customdata && point.customdata.length >= 2 "
+    "? `${point.customdata[0]},${point.customdata[1]}` : null)",
+)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from explorer import (
 )
 from explorer.auth import ClientAddress, LoginGuard
 from explorer.context import AppContext
+from explorer.plot_click import plotly_click_js
 from explorer.render import LEGEND_CSS
 
 # Gradio keeps a copy of every upload (and of every export handed out) in its cache folder; it
@@ -30,29 +31,12 @@ from explorer.render import LEGEND_CSS
 # export link works for an hour). Without delete_cache, Gradio never deletes them.
 DELETE_CACHE = (600, 3600)  # (every seconds, older than seconds)
 
-# Gradio's gr.Plot has no click event: attach plotly_click to the concept map (again after every
-# re-render) and write "<prototype>:<time>" into a hidden textbox, whose .change runs in Python.
-MAP_CLICK_JS = """
-() => {
-  const attach = () => {
-    document.querySelectorAll('#concept-map .js-plotly-plot').forEach((plot) => {
-      if (plot.dataset.slotconClick || typeof plot.on !== 'function') return;
-      plot.dataset.slotconClick = '1';
-      plot.on('plotly_click', (event) => {
-        const point = event && event.points && event.points[0];
-        if (!point || point.customdata === undefined || point.customdata === null) return;
-        const box = document.querySelector('#map-click textarea, #map-click input');
-        if (!box) return;
-        const value = Array.isArray(point.customdata) ? point.customdata[0] : point.customdata;
-        box.value = `${value}:${Date.now()}`;
-        box.dispatchEvent(new Event('input', { bubbles: true }));
-      });
-    });
-  };
-  new MutationObserver(attach).observe(document.body, { childList: true, subtree: true });
-  attach();
-}
-"""
+# a click on the concept map writes "<prototype>:<time>" into the hidden #map-click textbox
+MAP_CLICK_JS = plotly_click_js(
+    "concept-map",
+    "map-click",
+    "(Array.isArray(point.customdata) ? point.customdata[0] : point.customdata)",
+)
 
 CSS = (
     LEGEND_CSS
