@@ -253,7 +253,7 @@ def initial_view(ctx: AppContext) -> ImageView:
     hits = ctx.index.top_segments(prototype, 1)
     if len(hits):
         return views.open_collection(ctx, int(hits["image_id"].iloc[0]), prototype)
-    return views.open_collection(ctx, ctx.index.image_ids()[0])
+    return views.open_collection(ctx, ctx.index.image_id_at(0))
 
 
 def open_image(ctx: AppContext, image_id, selected: int | None = None) -> ImageView:
@@ -266,10 +266,10 @@ def open_image(ctx: AppContext, image_id, selected: int | None = None) -> ImageV
 
 def unknown_image(ctx: AppContext, image_id) -> gr.Error:
     """The message for an image id the collection does not hold."""
-    ids = ctx.index.image_ids()
+    first, last = ctx.index.image_id_range()
     return gr.Error(
-        f"No image {image_id!r} in this collection ({len(ids)} images, ids {min(ids)} to "
-        f"{max(ids)})."
+        f"No image {image_id!r} in this collection ({ctx.index.num_images} images, ids {first} "
+        f"to {last})."
     )
 
 

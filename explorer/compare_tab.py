@@ -61,16 +61,16 @@ def build(ctx: AppContext) -> CompareTab:
     with gr.Row():
         gallery_a = gr.Gallery(items_a, label="A: top segments", columns=4, elem_id="compare-ga")
         gallery_b = gr.Gallery(items_b, label="B: top segments", columns=4, elem_id="compare-gb")
-    ids = ctx.index.image_ids()
+    first, last = ctx.index.image_id_range()
     with gr.Row(equal_height=False, elem_classes="bottom-aligned"):
         image_id = gr.Number(
-            value=ids[0],
+            value=ctx.index.image_id_at(0),
             precision=0,
-            label=f"Collection image id ({min(ids)} to {max(ids)})",
+            label=f"Collection image id ({first} to {last})",
             elem_id="compare-image-id",
         )
         show = gr.Button("Compare groupings", elem_id="compare-image-btn")
-    over_a, over_b, table = actions.compare_image(ctx, ids[0])
+    over_a, over_b, table = actions.compare_image(ctx, ctx.index.image_id_at(0))
     with gr.Row():
         overlay_a = gr.Image(over_a, label="model A", elem_id="compare-overlay-a")
         overlay_b = gr.Image(

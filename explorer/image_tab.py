@@ -49,12 +49,12 @@ class ImageTab:
 def build(ctx: AppContext) -> ImageTab:
     start = actions.initial_view(ctx)
     shown = actions.present(ctx, start, 0.5, ctx.config.default_k, False)
-    ids = ctx.index.image_ids()
+    first, last = ctx.index.image_id_range()
     with gr.Row(equal_height=False, elem_classes="bottom-aligned"):
         image_id = gr.Number(
             value=start.image_id,
             precision=0,
-            label=f"Collection image id ({min(ids)} to {max(ids)})",
+            label=f"Collection image id ({first} to {last})",
             scale=2,
             min_width=160,
             elem_id="image-id",

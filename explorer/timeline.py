@@ -241,7 +241,7 @@ class Timeline:
         build = manifest.get("build") or {}
         annotations = tuple(Path(p) for p in manifest.get("annotations") or ())
         chunk_size = 256
-        chunks = max(1, -(-len(self.ctx.index.image_ids()) // chunk_size))
+        chunks = max(1, -(-self.ctx.index.num_images // chunk_size))
         total = len(self.snapshots)
         what = f"building the index of the epoch-{snapshot.epoch} snapshot"
 

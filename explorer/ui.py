@@ -55,7 +55,7 @@ def describe(ctx: AppContext) -> str:
     manifest = ctx.index.manifest
     model = manifest.get("model") or {}
     counts = manifest.get("counts") or {}
-    images = counts.get("images", len(ctx.index.image_ids()))
+    images = counts.get("images", ctx.index.num_images)
     slots = counts.get("slots", int(ctx.index.prototypes()["slots"].sum()))
     collection = "/".join(Path(str(ctx.index.image_root)).parts[-2:])
     arch = model.get("arch", "?")

@@ -69,7 +69,7 @@ def open_collection(ctx: AppContext, image_id: int, selected: int | None = None)
 
 
 def random_image_id(ctx: AppContext, rng: random.Random | None = None) -> int:
-    return int((rng or random).choice(ctx.index.image_ids()))
+    return ctx.index.image_id_at((rng or random).randrange(ctx.index.num_images))
 
 
 def open_upload(

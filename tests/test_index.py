@@ -95,6 +95,15 @@ def test_attributes_and_prototypes(index, indexing_data) -> None:
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
 
 
+def test_image_ids_without_listing_them(index) -> None:
+    ids = index.image_ids()
+    assert len(set(ids)) == len(ids) == index.num_images
+    assert index.image_id_range() == (min(ids), max(ids))
+    assert [index.image_id_at(row) for row in range(index.num_images)] == ids
+    with pytest.raises(IndexError):
+        index.image_id_at(index.num_images)
+
+
 def test_top_segments(index) -> None:
     for k in range(8):
         top = index.top_segments(k, 4)
