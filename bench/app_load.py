@@ -5,7 +5,8 @@
 
 Starts `python app.py` in a subprocess on a free port (or uses --url), prints p50 / p95 latency
 per endpoint, requests per second and failures. Exit status 1 if any request failed.
-tests/test_load.py runs the same `run_load` for a shorter time against an in-process app.
+tests/test_explorer_api_load.py runs the same `run_load` for a shorter time against an in-process
+app.
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-# --- explorer (web app) fixtures: upload samples, a small index built once per session ---------
 import os
 import struct
 import warnings
@@ -12,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+# --- files an upload meets, real photos --------------------------------------------------------
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -106,41 +107,143 @@ def photos(tmp_path_factory) -> list[Path]:
     return copy_photos(tmp_path_factory.mktemp("photos"))
 
 
+# --- scene indexes: randomly initialised tiny encoders, scenes and their index, built in-process
+
+
+def save_random_encoder(
+    path: Path, seed: int, images: list[Path] = (), num_prototypes: int = 8
+) -> Path:
+    """A tiny SlotCon encoder (the `tiny` preset's shape: K = 8 unless `num_prototypes` says
+    otherwise, D = 16) at random weights, seeded by `seed`.
+
+    With `images`, the prototypes are set to K far-apart pixel features of those images
+    (farthest-point sampling), so that every prototype wins some pixels, as after training."""
+    import dataclasses
+
+    import torch
+    import torch.nn.functional as F
+
+    from model.checkpoint import encoder_checkpoint, save_atomic
+    from model.config import TINY
+    from model.data import load_rgb
+    from model.encoder import SlotConEncoder
+
+    cfg = dataclasses.replace(TINY.model, num_prototypes=num_prototypes)
+    torch.manual_seed(seed)
+    encoder = SlotConEncoder(cfg)
+    if images:
+        with torch.inference_mode():
+            features = []
+            for image in images:
+                x, _ = encoder.preprocess(load_rgb(image), 64)
+                z = encoder.projector(encoder.backbone(x))  # (1, D, h, w)
+                features.append(F.normalize(z.flatten(2)[0].T, dim=1))  # (h * w, D)
+            z = torch.cat(features)
+            chosen = [int(torch.randint(len(z), (1,)))]
+            for _ in range(1, encoder.num_prototypes):
+                nearest = (z @ z[chosen].T).max(dim=1).values  # cosine to the closest chosen
+                chosen.append(int(nearest.argmin()))
+            prototypes = z[chosen].clone()
+        encoder.grouping.slot_embed.weight.data.copy_(prototypes)
+    save_atomic(encoder_checkpoint(cfg, encoder.state_dict(), seed=seed), path)
+    return path
+
+
+def prototype_sample(images: Path) -> list[Path]:
+    """The first 8 scenes of a folder: the images whose pixel features place a random encoder's
+    prototypes (save_random_encoder)."""
+    return sorted(images.glob("*.jpg"))[:8]
+
+
+def build_scene_index(
+    root: Path,
+    images: int,
+    image_size: int,
+    scene_seed: int,
+    encoder_seed: int,
+    **build: object,
+) -> dict:
+    """Synthetic scenes, a random tiny encoder and the scenes' index, built in this process
+    under `root`: `images` scenes of `image_size` px (split val, seed `scene_seed`, with
+    annotations), the encoder of save_random_encoder(seed=`encoder_seed`) with prototypes
+    spread over the first scenes' features, and build_index on the CPU without worker processes;
+    `build` sets any other BuildConfig field (size, batch_size, chunk_size, ...).
+
+    Keys: scenes, images (the scenes' image folder), annotations, checkpoint, index, config
+    (the BuildConfig used)."""
+    from indexing import build_index
+    from indexing.config import BuildConfig
+    from model.scenes import write_scenes
+
+    scenes = root / "scenes"
+    annotations = write_scenes(
+        scenes, images=images, size=image_size, seed=scene_seed, split="val", workers=1
+    )
+    checkpoint = save_random_encoder(
+        root / "encoder.pt", seed=encoder_seed, images=prototype_sample(scenes / "val")
+    )
+    config = BuildConfig(
+        checkpoint=checkpoint,
+        images=scenes / "val",
+        out=root / "index",
+        annotations=(annotations,),
+        device="cpu",
+        workers=0,
+        **build,
+    )
+    with warnings.catch_warnings():  # pycocotools' mask decoding under numpy 2
+        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+        build_index(config)
+    return {
+        "scenes": scenes,
+        "images": config.images,
+        "annotations": annotations,
+        "checkpoint": checkpoint,
+        "index": config.out,
+        "config": config,
+    }
+
+
 @pytest.fixture(scope="session")
 def explorer_data(tmp_path_factory) -> dict[str, Path]:
     """Built once per session, in this process: 60 synthetic scenes of 192 px with annotations,
-    a tiny SlotCon (K = 8; random weights, prototypes spread over the scenes' features, see
-    save_random_encoder below) and the index of the scenes. Keys: scenes, images, annotations,
-    checkpoint, index."""
-    from indexing import BuildConfig, build_index
-    from model.scenes import write_scenes
+    a tiny SlotCon (K = 8, seed 2; see save_random_encoder) and the index of the scenes
+    (the build's defaults). Keys: scenes, images, annotations, checkpoint, index."""
+    data = build_scene_index(
+        tmp_path_factory.mktemp("explorer"),
+        images=60,
+        image_size=192,
+        scene_seed=5,
+        encoder_seed=2,
+    )
+    return {key: data[key] for key in ("scenes", "images", "annotations", "checkpoint", "index")}
 
-    root = tmp_path_factory.mktemp("explorer")
-    scenes = root / "scenes"
-    annotations = write_scenes(scenes, images=60, size=192, seed=5, split="val", workers=1)
-    sample = sorted((scenes / "val").glob("*.jpg"))[:8]
-    checkpoint = save_random_encoder(root / "encoder.pt", seed=2, images=sample)
-    index = root / "index"
-    with warnings.catch_warnings():  # pycocotools' mask decoding under numpy 2
-        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
-        build_index(
-            BuildConfig(
-                checkpoint=checkpoint,
-                images=scenes / "val",
-                out=index,
-                annotations=(annotations,),
-                device="cpu",
-                workers=0,
-            )
-        )
+
+@pytest.fixture(scope="session")
+def indexing_data(tmp_path_factory) -> dict:
+    """Built once per session, in this process: 32 scenes of 64 px with annotations, two random
+    tiny encoders (seeds 0 and 1) and the index of the scenes made with the first. Keys: images,
+    annotations, checkpoint, other_checkpoint, index, config (the indexing.BuildConfig used:
+    size 64, batches of 4, chunks of 8 images, no worker processes)."""
+    root = tmp_path_factory.mktemp("indexing")
+    data = build_scene_index(
+        root,
+        images=32,
+        image_size=64,
+        scene_seed=3,
+        encoder_seed=0,
+        size=64,
+        batch_size=4,
+        chunk_size=8,
+    )
+    other = save_random_encoder(root / "other.pt", seed=1, images=prototype_sample(data["images"]))
     return {
-        "scenes": scenes,
-        "images": scenes / "val",
-        "annotations": annotations,
-        "checkpoint": checkpoint,
-        "index": index,
+        **{key: data[key] for key in ("images", "annotations", "checkpoint", "index", "config")},
+        "other_checkpoint": other,
     }
 
+
+# --- the app: a browser, HTTP helpers, the shared context and the launched app -----------------
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright never downloads a browser of its own
 CHROMIUM_FLAGS = [
@@ -213,75 +316,3 @@ def explorer_app(explorer_data, explorer_ctx):
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **options)
     yield url.rstrip("/")
     demo.close()
-
-
-# --- indexing fixtures: randomly initialised tiny encoders, scenes, one index built in-process ---
-
-
-def save_random_encoder(path: Path, seed: int, images: list[Path] = ()) -> Path:
-    """A tiny SlotCon encoder (the `tiny` preset's shape, K = 8, D = 16) at random weights.
-
-    With `images`, the prototypes are set to K far-apart pixel features of those images
-    (farthest-point sampling), so that every prototype wins some pixels, as after training."""
-    import torch
-    import torch.nn.functional as F
-
-    from model.checkpoint import encoder_checkpoint, save_atomic
-    from model.config import TINY
-    from model.data import load_rgb
-    from model.encoder import SlotConEncoder
-
-    torch.manual_seed(seed)
-    encoder = SlotConEncoder(TINY.model)
-    if images:
-        with torch.inference_mode():
-            features = []
-            for image in images:
-                x, _ = encoder.preprocess(load_rgb(image), 64)
-                z = encoder.projector(encoder.backbone(x))  # (1, D, h, w)
-                features.append(F.normalize(z.flatten(2)[0].T, dim=1))  # (h * w, D)
-            z = torch.cat(features)
-            chosen = [int(torch.randint(len(z), (1,)))]
-            for _ in range(1, encoder.num_prototypes):
-                nearest = (z @ z[chosen].T).max(dim=1).values  # cosine to the closest chosen
-                chosen.append(int(nearest.argmin()))
-            prototypes = z[chosen].clone()
-        encoder.grouping.slot_embed.weight.data.copy_(prototypes)
-    save_atomic(encoder_checkpoint(TINY.model, encoder.state_dict(), seed=seed), path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def indexing_data(tmp_path_factory) -> dict:
-    """Built once per session, in this process: 32 scenes of 64 px with annotations, two random
-    tiny encoders (seeds 0 and 1) and the index of the scenes made with the first. Keys: images,
-    annotations, checkpoint, other_checkpoint, index, config (the indexing.BuildConfig used:
-    size 64, batches of 4, chunks of 8 images, no worker processes)."""
-    from indexing.build import BuildConfig, build_index
-    from model.scenes import write_scenes
-
-    root = tmp_path_factory.mktemp("indexing")
-    annotations = write_scenes(root / "scenes", images=32, size=64, seed=3, split="val", workers=1)
-    sample = sorted((root / "scenes" / "val").glob("*.jpg"))[:8]
-    checkpoint = save_random_encoder(root / "encoder.pt", seed=0, images=sample)
-    other = save_random_encoder(root / "other.pt", seed=1, images=sample)
-    config = BuildConfig(
-        checkpoint=checkpoint,
-        images=root / "scenes" / "val",
-        out=root / "index",
-        annotations=(annotations,),
-        size=64,
-        batch_size=4,
-        device="cpu",
-        workers=0,
-        chunk_size=8,
-    )
-    build_index(config)
-    return {
-        "images": config.images,
-        "annotations": annotations,
-        "checkpoint": checkpoint,
-        "other_checkpoint": other,
-        "index": config.out,
-        "config": config,
-    }

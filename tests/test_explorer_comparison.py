@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import save_random_encoder
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -25,27 +26,13 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 TIMEOUT = 60_000  # ms; 2 shared CPU cores
 
 
-def save_encoder_k(path: Path, k: int, seed: int) -> Path:
-    """A tiny random encoder like conftest's, with K = k prototypes."""
-    import torch
-
-    from model.checkpoint import encoder_checkpoint, save_atomic
-    from model.config import TINY
-    from model.encoder import SlotConEncoder
-
-    torch.manual_seed(seed)
-    cfg = dataclasses.replace(TINY.model, num_prototypes=k)
-    save_atomic(encoder_checkpoint(cfg, SlotConEncoder(cfg).state_dict(), seed=seed), path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def compare_data(explorer_data, tmp_path_factory) -> dict:
     """Index B of the explorer's scenes (K = 5, ids in path order) and an index of 50 of them."""
     from indexing import BuildConfig, build_index
 
     root = tmp_path_factory.mktemp("compare-app")
-    checkpoint = save_encoder_k(root / "k5.pt", 5, seed=11)
+    checkpoint = save_random_encoder(root / "k5.pt", seed=11, num_prototypes=5)
     config = BuildConfig(
         checkpoint=checkpoint,
         images=explorer_data["images"],

@@ -6,11 +6,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import save_random_encoder
 
 from indexing.compare import (
     Correspondence,
@@ -134,21 +134,6 @@ def test_outputs_round_trip(tmp_path):
 # ---- real indexes: the session's scenes indexed by K = 8 (fixture) and by a K = 5 encoder -------
 
 
-def save_encoder_k(path: Path, k: int, seed: int) -> Path:
-    """A tiny random encoder like conftest's, with K = k prototypes."""
-    import torch
-
-    from model.checkpoint import encoder_checkpoint, save_atomic
-    from model.config import TINY
-    from model.encoder import SlotConEncoder
-
-    torch.manual_seed(seed)
-    cfg = dataclasses.replace(TINY.model, num_prototypes=k)
-    encoder = SlotConEncoder(cfg)
-    save_atomic(encoder_checkpoint(cfg, encoder.state_dict(), seed=seed), path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def two_indexes(indexing_data, tmp_path_factory) -> dict:
     """Keys: a (the fixture's index, K = 8, ids from the annotations), b (same images, K = 5,
@@ -159,7 +144,7 @@ def two_indexes(indexing_data, tmp_path_factory) -> dict:
     config = indexing_data["config"]
     b = dataclasses.replace(
         config,
-        checkpoint=save_encoder_k(root / "k5.pt", 5, seed=7),
+        checkpoint=save_random_encoder(root / "k5.pt", seed=7, num_prototypes=5),
         out=root / "index-b",
         annotations=(),
     )

@@ -14,7 +14,8 @@ from conftest import PHOTOS
 
 from indexing import ConceptIndex
 from indexing.batching import batches_of_one_shape, stack_items
-from indexing.build import BuildConfig, build_index
+from indexing.build import build_index
+from indexing.config import BuildConfig
 from indexing.extract import Item
 from model.checkpoint import load_encoder
 from model.data import load_rgb

@@ -40,11 +40,11 @@ def write_log(path: Path, steps: int, extra_lines: tuple[str, ...] = ()) -> None
 def run_dir(explorer_data, tmp_path_factory) -> Path:
     """A run folder: 10 logged steps (5 per epoch), a snapshot after epoch 1 (another random
     encoder, K 8 like the index's) and one after epoch 2 (the index's own checkpoint)."""
-    from conftest import save_random_encoder
+    from conftest import prototype_sample, save_random_encoder
 
     run = tmp_path_factory.mktemp("run")
     (run / "snapshots").mkdir()
-    sample = sorted(explorer_data["images"].glob("*.jpg"))[:8]
+    sample = prototype_sample(explorer_data["images"])
     save_random_encoder(run / "snapshots" / "encoder-epoch0001.pt", seed=7, images=sample)
     shutil.copyfile(explorer_data["checkpoint"], run / "snapshots" / "encoder-epoch0002.pt")
     write_log(run / "log.jsonl", 10)
@@ -121,7 +121,7 @@ def test_stages_build_once_and_reuse_the_apps_index(timeline_ctx):
 def test_a_changed_snapshot_is_rebuilt_and_only_our_folder_replaced(
     explorer_data, run_dir, tmp_path
 ):
-    from conftest import save_random_encoder
+    from conftest import prototype_sample, save_random_encoder
 
     from explorer import open_context
 
@@ -134,7 +134,7 @@ def test_a_changed_snapshot_is_rebuilt_and_only_our_folder_replaced(
     keep = timeline.cache / "epoch0001-notes"  # not an index: never deleted
     keep.mkdir()
     (keep / "mine.txt").write_text("a user's file")
-    sample = sorted(explorer_data["images"].glob("*.jpg"))[:8]
+    sample = prototype_sample(explorer_data["images"])
     save_random_encoder(run / "snapshots" / "encoder-epoch0001.pt", seed=8, images=sample)
     after = timeline.stages()[0]
     assert timeline.builds == 2
