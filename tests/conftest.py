@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import warnings
@@ -306,13 +307,21 @@ def explorer_ctx(explorer_data, tmp_path_factory):
 @pytest.fixture(scope="session")
 def explorer_app(explorer_data, explorer_ctx):
     """The app launched in this process on a free port; yields its URL."""
+    with launched(explorer_ctx, explorer_data) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def launched(ctx, data: dict):
+    """The app of `ctx` (over the index and checkpoint of `data`) launched in this process on
+    a free port: yields its URL, closes it after."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     from explorer import build_app, launch_options
 
-    demo = build_app(explorer_ctx)
-    options = launch_options(
-        explorer_ctx, explorer_data["index"], explorer_data["checkpoint"], port=free_port()
-    )
+    demo = build_app(ctx)
+    options = launch_options(ctx, data["index"], data["checkpoint"], port=free_port())
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **options)
-    yield url.rstrip("/")
-    demo.close()
+    try:
+        yield url.rstrip("/")
+    finally:
+        demo.close()

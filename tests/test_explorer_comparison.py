@@ -4,7 +4,6 @@ tab in Debian's chromium (Playwright), and indexes of different images refused."
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 from pathlib import Path
 
@@ -65,18 +64,10 @@ def compare_ctx(explorer_data, compare_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def compare_app(explorer_data, compare_ctx):
     """The app with the Compare tab, launched in this process; yields its URL."""
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    from conftest import free_port
+    from conftest import launched
 
-    from explorer import build_app, launch_options
-
-    demo = build_app(compare_ctx)
-    options = launch_options(
-        compare_ctx, explorer_data["index"], explorer_data["checkpoint"], port=free_port()
-    )
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **options)
-    yield url.rstrip("/")
-    demo.close()
+    with launched(compare_ctx, explorer_data) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ demo run committed under assets/."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -158,18 +157,11 @@ def test_strip_galleries(timeline_ctx):
 
 @pytest.fixture(scope="module")
 def timeline_app(explorer_data, timeline_ctx):
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    from conftest import free_port
+    """The app with the Timeline tab, launched in this process; yields its URL."""
+    from conftest import launched
 
-    from explorer import build_app, launch_options
-
-    demo = build_app(timeline_ctx)
-    options = launch_options(
-        timeline_ctx, explorer_data["index"], explorer_data["checkpoint"], port=free_port()
-    )
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **options)
-    yield url.rstrip("/")
-    demo.close()
+    with launched(timeline_ctx, explorer_data) as url:
+        yield url
 
 
 def test_timeline_endpoint(timeline_app, timeline_ctx):
