@@ -8,6 +8,8 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
@@ -82,3 +84,21 @@ def test_linear_probe_reads_separable_features_and_cell_centres():
     bad = probe._fit_and_score(noise[:300], y[:300], noise[300:], y[300:], 4, things, 200, 0)
     assert good["object_pixels"] > 90 and good["all_pixels"] > 90
     assert bad["object_pixels"] < 60
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools
+def test_supervised_bound_scores_every_class(tmp_path, capsys):
+    from model.scenes import write_scenes
+
+    write_scenes(tmp_path / "train", images=6, size=64, seed=0, split="train", workers=1)
+    write_scenes(tmp_path / "test", images=4, size=64, seed=1, split="val", workers=1)
+    bench = load("supervised_bound")
+    out = tmp_path / "bound.json"
+    argv = ["--train", str(tmp_path / "train"), "--test", str(tmp_path / "test")]
+    assert bench.main([*argv, "--steps", "2", "--batch-size", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert len(result["per_class_iou"]) == 17 and result["steps"] == 2
+    assert all(0 <= v <= 100 for v in result["per_class_iou"].values())
+    assert result["objects_at_30"] == sum(
+        v >= 30 for v in list(result["per_class_iou"].values())[:12]
+    )
