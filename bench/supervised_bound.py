@@ -62,46 +62,64 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    torch.manual_seed(args.seed)
-    cfg = PRESETS["demo"].model
-    encoder = SlotConEncoder(cfg)
-    x_train, y_train, names = load_split(encoder, args.train, "train", args.train_images)
-    x_test, y_test, _ = load_split(encoder, args.test, "val", args.test_images)
-    head = torch.nn.Conv2d(cfg.dim_hidden, len(names), 1)
-    hidden = encoder.projector.mlp[:-1]  # the projector up to its last layer: (B, hidden, h, w)
+class Segmenter(torch.nn.Module):
+    """The demo network (backbone, projector up to its last layer) and a 1x1 classifier."""
 
-    def logits(x: torch.Tensor) -> torch.Tensor:  # (B, L, H, W) at image resolution
-        return F.interpolate(head(hidden(encoder.backbone(x))), size=x.shape[-2:], mode="bilinear")
+    def __init__(self, num_classes: int):
+        super().__init__()
+        cfg = PRESETS["demo"].model
+        encoder = SlotConEncoder(cfg).requires_grad_(True)  # an inference module comes frozen
+        self.backbone = encoder.backbone
+        self.hidden = encoder.projector.mlp[:-1]  # (B, hidden, h, w)
+        self.head = torch.nn.Conv2d(cfg.dim_hidden, num_classes, 1)
 
-    parameters = [*encoder.backbone.parameters(), *encoder.projector.parameters()]
-    optimizer = torch.optim.AdamW([*parameters, *head.parameters()], lr=args.lr)
-    encoder.train()
-    started = time.time()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, H, W) at image resolution
+        logits = self.head(self.hidden(self.backbone(x)))
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear")
+
+
+def train_segmenter(model: Segmenter, x: torch.Tensor, y: torch.Tensor, args) -> None:
+    """AdamW with a cosine schedule, random batches of the training scenes."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    model.train()
     generator = torch.Generator().manual_seed(args.seed)
     for step in range(args.steps):
-        batch = torch.randint(len(x_train), (args.batch_size,), generator=generator)
-        lr = args.lr * 0.5 * (1 + np.cos(np.pi * step / args.steps))
+        batch = torch.randint(len(x), (args.batch_size,), generator=generator)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = args.lr * 0.5 * (1 + np.cos(np.pi * step / args.steps))
         optimizer.zero_grad()
-        loss = F.cross_entropy(logits(x_train[batch]), y_train[batch], ignore_index=-100)
+        loss = F.cross_entropy(model(x[batch]), y[batch], ignore_index=-100)
         loss.backward()
         optimizer.step()
         if step % 50 == 0:
             print(f"step {step} loss {loss.item():.3f}", file=sys.stderr, flush=True)
-    seconds = time.time() - started
-    encoder.eval()
-    confusion = ConfusionAccumulator(len(names), len(names))
-    with torch.inference_mode():
-        for i in range(0, len(x_test), 16):
-            predicted = logits(x_test[i : i + 16]).argmax(1)
-            for p, y in zip(predicted.numpy(), y_test[i : i + 16].numpy()):
-                confusion.update(p, np.where(y < 0, IGNORE_INDEX, y).astype(np.uint8))
+
+
+@torch.inference_mode()
+def per_class_iou(model: Segmenter, x: torch.Tensor, y: torch.Tensor, num_classes: int):
+    """(L,) IoU of each class, the prediction of class c read as c (no mapping)."""
+    model.eval()
+    confusion = ConfusionAccumulator(num_classes, num_classes)
+    for i in range(0, len(x), 16):
+        predicted = model(x[i : i + 16]).argmax(1)
+        for p, t in zip(predicted.numpy(), y[i : i + 16].numpy()):
+            confusion.update(p, np.where(t < 0, IGNORE_INDEX, t).astype(np.uint8))
     counts = confusion.counts.astype(np.float64)  # (L, L): predicted class x true class
     hits = np.diag(counts)
-    iou = hits / np.maximum(counts.sum(0) + counts.sum(1) - hits, 1)
+    return hits / np.maximum(counts.sum(0) + counts.sum(1) - hits, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.manual_seed(args.seed)
+    encoder = SlotConEncoder(PRESETS["demo"].model)  # its preprocessing only
+    x_train, y_train, names = load_split(encoder, args.train, "train", args.train_images)
+    x_test, y_test, _ = load_split(encoder, args.test, "val", args.test_images)
+    model = Segmenter(len(names))
+    started = time.time()
+    train_segmenter(model, x_train, y_train, args)
+    seconds = time.time() - started
+    iou = per_class_iou(model, x_test, y_test, len(names))
     per_class = {n: round(100 * float(v), 1) for n, v in zip(names, iou)}
     things = names[:12]  # the scenes' twelve object classes come first
     result = {

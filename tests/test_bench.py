@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import math
@@ -102,3 +103,16 @@ def test_supervised_bound_scores_every_class(tmp_path, capsys):
     assert result["objects_at_30"] == sum(
         v >= 30 for v in list(result["per_class_iou"].values())[:12]
     )
+
+
+def test_supervised_bound_trains_the_whole_network():
+    import torch
+
+    bench = load("supervised_bound")
+    model = bench.Segmenter(17)
+    before = [p.detach().clone() for p in model.backbone.parameters()]
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 17, (4, 32, 32))
+    args = argparse.Namespace(lr=1e-3, seed=0, steps=2, batch_size=2)
+    bench.train_segmenter(model, x, y, args)
+    changed = [not torch.equal(a, b) for a, b in zip(before, model.backbone.parameters())]
+    assert sum(changed) > len(changed) // 2  # the backbone learns, not only the classifier
