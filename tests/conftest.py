@@ -271,6 +271,16 @@ def browser():
         browser.close()
 
 
+def new_page(browser, height: int = 1000):
+    """A browser page 1400 px wide with 60 s timeouts (2 shared cores), and the list its
+    uncaught script errors are appended to."""
+    page = browser.new_page(viewport={"width": 1400, "height": height})
+    page.set_default_timeout(60_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return page, errors
+
+
 def http_status(url: str) -> int:
     """The status of a GET on the app under test (loopback only)."""
     import urllib.error

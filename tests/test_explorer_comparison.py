@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import save_random_encoder
+from conftest import new_page, save_random_encoder
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -22,7 +22,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
 ]
 ARTIFACTS = Path(__file__).parent / "artifacts"
-TIMEOUT = 60_000  # ms; 2 shared CPU cores
 
 
 @pytest.fixture(scope="module")
@@ -149,10 +148,7 @@ def test_compare_tab_in_the_browser(browser, compare_app, compare_ctx):
 
     comparison = compare_ctx.comparison
     ARTIFACTS.mkdir(exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(TIMEOUT)
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    page, errors = new_page(browser)
     page.goto(compare_app)
     page.wait_for_selector("#concept-gallery img")
     page.get_by_role("tab", name="Compare").click()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import new_page
 from gradio_client import Client
 
 from explorer.timeline import Timeline, find_snapshots, loss_figure, read_log
@@ -21,7 +22,6 @@ pytestmark = [
 ]
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).parent / "artifacts"
-TIMEOUT = 60_000  # ms; 2 shared CPU cores
 
 
 def write_log(path: Path, steps: int, extra_lines: tuple[str, ...] = ()) -> None:
@@ -195,10 +195,7 @@ def test_run_folder_is_not_served(timeline_app, run_dir):
 @pytest.mark.slow
 def test_timeline_tab_in_the_browser(browser, timeline_app):
     ARTIFACTS.mkdir(exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1200})
-    page.set_default_timeout(TIMEOUT)
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    page, errors = new_page(browser, height=1200)
     page.goto(timeline_app)
     page.wait_for_selector("#concept-gallery img")
     page.get_by_role("tab", name="Timeline").click()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import new_page
 from scipy.ndimage import binary_erosion
 
 from explorer import actions
@@ -47,10 +48,7 @@ class OpenRequests:
 @pytest.fixture()
 def page(browser, explorer_app):
     ARTIFACTS.mkdir(exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(TIMEOUT)
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    page, errors = new_page(browser)
     requests = OpenRequests(page)
     page.goto(explorer_app)
     page.wait_for_selector("#concept-gallery img")

@@ -326,15 +326,7 @@ def test_labels_persist_and_survive_a_rebuild(indexing_data, tmp_path) -> None:
     }
 
 
-def test_ivf_index_answers_queries(indexing_data, tmp_path, embeddings) -> None:
-    root = tmp_path / "ivf"
-    shutil.copytree(indexing_data["index"], root)
-    store, info = build_faiss(embeddings, "ivf")
-    assert info["type"] == "ivf" and info["factory"].endswith(",RFlat")
-    save_faiss(store, root / "slots.faiss")
-    manifest = json.loads((root / "manifest.json").read_text())
-    (root / "manifest.json").write_text(json.dumps(manifest | {"faiss": info}))
-    index = ConceptIndex.open(root)
-    found = index.similar(slot_id=10, k=3, exclude_same_image=False)
+def test_ivf_index_answers_queries(ivf_index) -> None:
+    found = ivf_index.similar(slot_id=10, k=3, exclude_same_image=False)
     assert found["slot_id"].iloc[0] == 10
     np.testing.assert_allclose(found["similarity"].iloc[0], 1.0, atol=1e-5)
