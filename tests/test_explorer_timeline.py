@@ -142,6 +142,24 @@ def test_a_changed_snapshot_is_rebuilt_and_only_our_folder_replaced(
     assert not np.array_equal(before.result.counts, after.result.counts)
 
 
+def test_a_snapshot_indexed_for_compare_is_not_built_again(explorer_data, run_dir, tmp_path):
+    from explorer import open_context
+    from indexing import BuildConfig, build_index
+
+    snapshot = run_dir / "snapshots" / "encoder-epoch0001.pt"
+    other = tmp_path / "index-epoch1"
+    build_index(
+        BuildConfig(
+            checkpoint=snapshot, images=explorer_data["images"], out=other, device="cpu", workers=0
+        )
+    )
+    ctx = open_context(explorer_data["index"], None, tmp_path / "cache", compare=other, run=run_dir)
+    stages = ctx.timeline.stages()
+    assert [s.reused for s in stages] == ["the --compare index", "this index"]
+    assert ctx.timeline.builds == 0
+    assert stages[0].ctx.index is ctx.comparison.other.index
+
+
 def test_strip_galleries(timeline_ctx):
     from explorer.actions import timeline_strip
 
