@@ -230,8 +230,7 @@ class Timeline:
             index_key=index_key(index.manifest),
             comparison=None,
         )
-        other.thumbs_dir.mkdir(parents=True, exist_ok=True)
-        _serve_thumbnails(other.thumbs_dir)
+        other.thumbs_dir.mkdir(parents=True, exist_ok=True)  # served by explorer.ui.build_app
         return other
 
     def _build(self, snapshot: Snapshot, folder: Path, position: int, progress) -> None:
@@ -240,8 +239,19 @@ class Timeline:
         manifest = self.ctx.index.manifest
         build = manifest.get("build") or {}
         annotations = tuple(Path(p) for p in manifest.get("annotations") or ())
-        chunk_size = 256
-        chunks = max(1, -(-self.ctx.index.num_images // chunk_size))
+        device = self.ctx.encoder.device.type if self.ctx.encoder is not None else "cpu"
+        config = BuildConfig(
+            checkpoint=snapshot.path,
+            images=Path(self.ctx.index.image_root),
+            out=folder,
+            annotations=annotations if all(p.is_file() for p in annotations) else (),
+            size=(manifest.get("model") or {}).get("input_size"),
+            device=device,
+            workers=0,  # no worker processes forked from the app's threads
+            precision=build.get("precision", "fp32"),
+            authors_crop=build.get("view") is not None,
+        )
+        chunks = max(1, -(-self.ctx.index.num_images // config.chunk_size))
         total = len(self.snapshots)
         what = f"building the index of the epoch-{snapshot.epoch} snapshot"
 
@@ -251,22 +261,7 @@ class Timeline:
 
         if progress is not None:
             progress(position / total, what)
-        device = self.ctx.encoder.device.type if self.ctx.encoder is not None else "cpu"
-        build_index(
-            BuildConfig(
-                checkpoint=snapshot.path,
-                images=Path(self.ctx.index.image_root),
-                out=folder,
-                annotations=annotations if all(p.is_file() for p in annotations) else (),
-                size=(manifest.get("model") or {}).get("input_size"),
-                device=device,
-                workers=0,  # no worker processes forked from the app's threads
-                chunk_size=chunk_size,
-                precision=build.get("precision", "fp32"),
-                authors_crop=build.get("view") is not None,
-            ),
-            on_chunk=on_chunk,
-        )
+        build_index(config, on_chunk=on_chunk)
         self.builds += 1
 
     def strip(self, prototype: int, stages: list[Stage]) -> pd.DataFrame:
@@ -300,10 +295,3 @@ def _complete(folder: Path) -> bool:
     except (OSError, ValueError):
         return False
     return True
-
-
-def _serve_thumbnails(folder: Path) -> None:
-    """Serve a snapshot index's thumbnails in place, like the app's (explorer.ui.build_app)."""
-    import gradio as gr
-
-    gr.set_static_paths([str(folder)])

@@ -91,6 +91,8 @@ def build_app(ctx: AppContext) -> gr.Blocks:
     folders = [ctx.thumbs_dir, ctx.overlays_dir]
     if ctx.comparison is not None:  # model B's thumbnails (same cache, B's own folder)
         folders.append(ctx.comparison.other.thumbs_dir)
+    if ctx.timeline is not None:  # the snapshots' indexes, built later: every index's thumbnails
+        folders.append(ctx.thumbs_dir.parent)
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
     gr.set_static_paths([str(folder) for folder in folders])

@@ -72,9 +72,7 @@ def add_config_flags(
         parser.add_argument("--" + f.name.replace("_", "-"), **options)
 
 
-def config_from_args(cls: type, args: argparse.Namespace, **fixed):
-    """The dataclass `cls` from the flags of add_config_flags (lists become tuples); `fixed`
-    gives the fields that have no flag (add_config_flags' omit)."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.name not in fixed}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return cls(**values, **fixed)
+def config_from_args(cls: type, args: argparse.Namespace):
+    """The dataclass `cls` from the flags of add_config_flags (lists become tuples)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
