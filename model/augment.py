@@ -51,6 +51,12 @@ class AugmentConfig:
     grayscale: float = 0.2  # probability of a grayscale view
     channel_shuffle: float = 0.0  # probability of a random RGB permutation
     blur_sigma: float = 2.0  # largest blur sigma in view px (smallest: 1/20 of it)
+    local_views: int = 0  # small student-only views per image, each inside one of the two views
+    local_size: int = 48
+    local_min_scale: float = 0.02  # local crop area fraction of the image
+    local_max_scale: float = 0.08
+    local_hue: float = 0.1
+    local_channel_shuffle: float = 0.0
 
 
 class ViewDraws(NamedTuple):
@@ -119,6 +125,40 @@ def draw_views(rng: random.Random, width: int, height: int, cfg: AugmentConfig) 
     colour1 = draw_colour(rng, *colour, blur_p=1.0, solarize_p=0.0)  # view 1: always blurred
     colour2 = draw_colour(rng, *colour, blur_p=0.1, solarize_p=0.2)
     return ViewDraws(crop1, crop2, _intersection(crop1, crop2), flip1, flip2, colour1, colour2)
+
+
+class LocalDraw(NamedTuple):
+    """One local view: its crop (inside its parent view's crop), flip and colour."""
+
+    parent: int  # 0: inside view 1's crop, 1: inside view 2's
+    crop: Crop
+    flip: bool
+    colour: ColourParams
+
+
+def draw_locals(
+    rng: random.Random, d: ViewDraws, width: int, height: int, cfg: AugmentConfig
+) -> list[LocalDraw]:
+    """`cfg.local_views` local crops, alternately inside view 1's and view 2's crop, so that each
+    has a teacher map that covers it. Area fraction (local_min_scale, local_max_scale) of the
+    image, shrunk to fit its parent. Drawn after `draw_views` from the same rng, so runs without
+    local views draw exactly what they drew before."""
+    blur = cfg.blur_sigma * cfg.local_size / cfg.size  # the blur scaled to the local view
+    locals_ = []
+    for j in range(cfg.local_views):
+        parent = d.crop1 if j % 2 == 0 else d.crop2
+        area = width * height * rng.uniform(cfg.local_min_scale, cfg.local_max_scale)
+        ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+        w = min(math.sqrt(area * ratio), parent.width)
+        h = min(math.sqrt(area / ratio), parent.height)
+        left = parent.left + rng.uniform(0, parent.width - w)
+        top = parent.top + rng.uniform(0, parent.height - h)
+        flip = rng.random() < 0.5
+        colour = draw_colour(
+            rng, cfg.local_hue, cfg.grayscale, cfg.local_channel_shuffle, blur, 0.5, 0.0
+        )
+        locals_.append(LocalDraw(j % 2, Crop(left, top, w, h), flip, colour))
+    return locals_
 
 
 class TwoViewTransform:

@@ -63,6 +63,14 @@ class TrainConfig:
     grayscale: float = flag(0.2, "probability of a grayscale view (paper: 0.2)")
     channel_shuffle: float = flag(0.0, "probability of a random RGB permutation (paper: 0)")
     blur_sigma: float = flag(2.0, "largest Gaussian blur sigma in view px (paper: 2.0 at 224 px)")
+    local_views: int = flag(
+        0, "small student-only views per image, grouped against the teacher's maps (paper: 0)"
+    )
+    local_size: int = flag(48, "side of each local view")
+    local_min_scale: float = flag(0.02, "local crop area fraction range, lower bound")
+    local_max_scale: float = flag(0.08, "local crop area fraction range, upper bound")
+    local_hue: float = flag(0.1, "largest hue shift of the local views' colour jitter, in turns")
+    local_channel_shuffle: float = flag(0.0, "probability of an RGB permutation of a local view")
     pipeline: str = flag(
         "pil",
         "pil: decode and augment per sample in DataLoader workers (any collection, bicubic); "
@@ -92,6 +100,10 @@ class TrainConfig:
             raise ValueError(f"pipeline must be pil or tensor, got {self.pipeline!r}")
         if not 0 < self.min_scale <= self.max_scale <= 1:
             raise ValueError("crop scales need 0 < min_scale <= max_scale <= 1")
+        if self.local_views < 0 or not 0 < self.local_min_scale <= self.local_max_scale <= 1:
+            raise ValueError("local views need a count >= 0 and 0 < min scale <= max scale <= 1")
+        if self.local_views and (self.pipeline != "tensor" or self.local_size < 16):
+            raise ValueError("local views need --pipeline tensor and local_size >= 16")
         if self.precision not in ("fp16", "bf16", "fp32"):
             raise ValueError(f"precision must be fp16, bf16 or fp32, got {self.precision!r}")
         if self.save_every < 1 or self.snapshot_every < 0:

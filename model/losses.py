@@ -15,14 +15,17 @@ from model import distributed
 
 
 def invert_augmentation(
-    dots: torch.Tensor, coords: torch.Tensor, flipped: torch.Tensor
+    dots: torch.Tensor,
+    coords: torch.Tensor,
+    flipped: torch.Tensor,
+    size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Resample each view's map over the two views' overlap and undo its flip.
 
     dots (B, K, h, w); coords (B, 4) float, the overlap box in this view's normalised XYXY
     coordinates (already mirrored when the view was flipped); flipped (B,) bool.
-    Returns (B, K, h, w): position (i, j) of view 1's result and of view 2's result show the same
-    image location.
+    Returns (B, K, h, w), or (B, K, *size) when given: position (i, j) of view 1's result and of
+    view 2's result show the same image location.
     """
     B, _, h, w = dots.shape
     scale = torch.tensor([w, h, w, h], dtype=dots.dtype, device=dots.device)
@@ -30,7 +33,7 @@ def invert_augmentation(
         [torch.arange(B, device=dots.device, dtype=dots.dtype)[:, None], coords.to(dots) * scale],
         dim=1,
     )  # (B, 5): batch index, x1, y1, x2, y2 in map pixels
-    aligned = roi_align(dots, boxes, output_size=(h, w), spatial_scale=1.0, aligned=True)
+    aligned = roi_align(dots, boxes, output_size=size or (h, w), spatial_scale=1.0, aligned=True)
     return torch.where(flipped.view(B, 1, 1, 1).to(dots.device), aligned.flip(-1), aligned)
 
 

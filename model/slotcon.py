@@ -80,6 +80,29 @@ class SlotCon(nn.Module):
     def _student(self, x: torch.Tensor):
         return self.grouping_q(self.projector_q(self.encoder_q(x)))
 
+    def _local_group_loss(self, teacher_dots, teacher_flips, views, boxes, flips) -> torch.Tensor:
+        """Sum over the n local views of the group loss against the teacher's map of the parent
+        view (view 1 for even j, view 2 for odd j), resampled over the local crop.
+
+        A local view shows an object with little of its surroundings, while the teacher's map
+        came from a view with more: the student must predict the teacher's grouping from the
+        object itself (multi-crop, DINO's local-to-global idea, applied to the dense loss)."""
+        B, n = views.shape[:2]
+        dots = self._student(views.flatten(0, 1)).dots  # (B*n, K, h, w)
+        h, w = dots.shape[-2:]
+        whole = torch.tensor([0.0, 0.0, 1.0, 1.0], device=dots.device).expand(B, 4)
+        cfg, total = self.cfg, dots.new_zeros(())
+        q = dots.view(B, n, *dots.shape[1:])
+        for j in range(n):
+            aligned_q = invert_augmentation(q[:, j], whole, flips[:, j])
+            parent = j % 2
+            aligned_k = invert_augmentation(
+                teacher_dots[parent], boxes[:, j], teacher_flips[parent], (h, w)
+            )
+            temps = (cfg.student_temp, cfg.teacher_temp, cfg.teacher_balance)
+            total = total + group_loss(aligned_q, aligned_k, self.center, *temps)
+        return total
+
     @torch.no_grad()
     def _teacher(self, x: torch.Tensor):
         return self.grouping_k(self.projector_k(self.encoder_k(x)))
@@ -92,9 +115,13 @@ class SlotCon(nn.Module):
         coords2: torch.Tensor,
         flip1: torch.Tensor,
         flip2: torch.Tensor,
+        local_views: torch.Tensor | None = None,
+        local_boxes: torch.Tensor | None = None,
+        local_flips: torch.Tensor | None = None,
     ) -> SlotConLosses:
         """Views (B, 3, S, S) normalised; coords (B, 4) overlap boxes (XYXY in [0, 1]) in each
-        view's own coordinates; flip (B,) bool. Updates the center; not the teacher."""
+        view's own coordinates; flip (B,) bool. Optional local views as model.tensor_views'
+        ManyViews gives them. Updates the center; not the teacher."""
         cfg = self.cfg
         q1, q2 = self._student(view1), self._student(view2)
         k1, k2 = self._teacher(view1), self._teacher(view2)
@@ -107,6 +134,12 @@ class SlotCon(nn.Module):
         group = group_loss(aligned_q1, aligned_k2, self.center, *temps) + group_loss(
             aligned_q2, aligned_k1, self.center, *temps
         )
+        if local_views is not None:
+            n = local_views.shape[1]
+            local = self._local_group_loss(
+                (k1.dots, k2.dots), (flip1, flip2), local_views, local_boxes, local_flips
+            )
+            group = (group + local) * 2 / (2 + n)  # the mean over all pairs, at the two-view scale
         slot = slot_loss(
             q1.slots, k2.slots, q1.dots, k2.dots, self.predictor_slot, cfg.slot_temp
         ) + slot_loss(q2.slots, k1.slots, q2.dots, k1.dots, self.predictor_slot, cfg.slot_temp)

@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import random
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-from model.augment import AugmentConfig, TwoViews, draw_views, normalize, overlap_coords
+from model.augment import (
+    AugmentConfig,
+    LocalDraw,
+    TwoViews,
+    draw_locals,
+    draw_views,
+    normalize,
+    overlap_coords,
+)
 from model.data import ImageCollection, UnreadableImage, load_rgb
 from model.photometric import apply_colour
 
@@ -72,20 +81,40 @@ class DecodedImages:
         return torch.cat(padded).div_(255)
 
 
+class ManyViews(NamedTuple):
+    """TwoViews of a batch and its local views: `local_views` (B, n, 3, s, s) normalised,
+    `local_boxes` (B, n, 4) each local crop in its parent view's normalised XYXY coordinates
+    (mirrored when the parent is flipped), `local_flips` (B, n) bool. Local j's parent is view 1
+    for even j, view 2 for odd j."""
+
+    view1: torch.Tensor
+    view2: torch.Tensor
+    coords1: torch.Tensor
+    coords2: torch.Tensor
+    flip1: torch.Tensor
+    flip2: torch.Tensor
+    local_views: torch.Tensor
+    local_boxes: torch.Tensor
+    local_flips: torch.Tensor
+
+
 class BatchTwoViews:
     """Keys epoch * N + i (as EpochSampler yields them) -> TwoViews of the whole batch:
-    views (B, 3, S, S) normalised, coords (B, 4), flips (B,) bool."""
+    views (B, 3, S, S) normalised, coords (B, 4), flips (B,) bool; ManyViews when the config
+    asks for local views."""
 
     def __init__(self, images: DecodedImages, cfg: AugmentConfig, seed: int = 0):
         self.images, self.cfg, self.seed = images, cfg, seed
 
-    def __call__(self, keys: list[int]) -> TwoViews:
+    def __call__(self, keys: list[int]) -> TwoViews | ManyViews:
         N, S = len(self.images), self.cfg.size
-        indices, draws = [], []
+        indices, draws, local_draws = [], [], []
         for key in keys:
             epoch, index = divmod(int(key), N)
             H, W = self.images.images[index].shape[1:]
-            draws.append(draw_views(random.Random(f"{self.seed}/{epoch}/{index}"), W, H, self.cfg))
+            rng = random.Random(f"{self.seed}/{epoch}/{index}")
+            draws.append(draw_views(rng, W, H, self.cfg))
+            local_draws.append(draw_locals(rng, draws[-1], W, H, self.cfg))
             indices.append(index)
         B = len(keys)
         # every list below: the B first views, then the B second views
@@ -107,4 +136,32 @@ class BatchTwoViews:
         coords = torch.stack(
             [overlap_coords(c, o, f) for c, o, f in zip(crops, overlaps, flipped)]
         )  # (2B, 4)
-        return TwoViews(views[:B], views[B:], coords[:B], coords[B:], flips[:B], flips[B:])
+        two = TwoViews(views[:B], views[B:], coords[:B], coords[B:], flips[:B], flips[B:])
+        if not self.cfg.local_views:
+            return two
+        return ManyViews(*two, *self._locals(indices, draws, local_draws))
+
+    def _locals(self, indices: list[int], draws, local_draws: list[list[LocalDraw]]):
+        """(B, n, 3, s, s) local views, (B, n, 4) their boxes in the parent views, (B, n) flips."""
+        B, n, s = len(indices), self.cfg.local_views, self.cfg.local_size
+        flat = [(i, d, ld) for i, (d, lds) in enumerate(zip(draws, local_draws)) for ld in lds]
+        boxes = torch.tensor(
+            [[i, c.left, c.top, c.left + c.width, c.top + c.height] for i, _, (_, c, _, _) in flat],
+            dtype=torch.float32,
+        )
+        pixels = roi_align(self.images.batch(indices), boxes, (s, s), 1.0, -1, aligned=True)
+        flips = torch.tensor([ld.flip for _, _, ld in flat])
+        pixels = torch.where(flips.view(-1, 1, 1, 1), pixels.flip(-1), pixels).clamp_(0, 1)
+        views = normalize(apply_colour(pixels, [ld.colour for _, _, ld in flat]))
+        in_parent = []
+        for _, d, ld in flat:
+            parent, flip = (d.crop1, d.flip1) if ld.parent == 0 else (d.crop2, d.flip2)
+            c = ld.crop
+            in_parent.append(
+                overlap_coords(parent, (c.left, c.top, c.left + c.width, c.top + c.height), flip)
+            )
+        return (
+            views.view(B, n, 3, s, s),
+            torch.stack(in_parent).view(B, n, 4),
+            flips.view(B, n),
+        )

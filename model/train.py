@@ -173,6 +173,12 @@ def augment_config(cfg: TrainConfig) -> AugmentConfig:
         grayscale=cfg.grayscale,
         channel_shuffle=cfg.channel_shuffle,
         blur_sigma=cfg.blur_sigma,
+        local_views=cfg.local_views,
+        local_size=cfg.local_size,
+        local_min_scale=cfg.local_min_scale,
+        local_max_scale=cfg.local_max_scale,
+        local_hue=cfg.local_hue,
+        local_channel_shuffle=cfg.local_channel_shuffle,
     )
 
 

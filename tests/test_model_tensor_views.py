@@ -180,6 +180,38 @@ def test_batched_views_use_the_same_draws_as_the_pil_pipeline(smooth_images):
         assert batched.view1[row].shape == (3, 24, 24)
 
 
+def test_local_views_align_with_their_parent_views(smooth_images, monkeypatch):
+    """A local view, un-flipped, is the picture of its box in the parent view (view 1 for even
+    local views, view 2 for odd), resampled from the parent with the parent's flip undone."""
+    _identity_colour(monkeypatch)
+    cfg = AugmentConfig(size=32, min_scale=0.3, local_views=3, local_size=16, local_max_scale=0.1)
+    views = BatchTwoViews(DecodedImages(ImageCollection(smooth_images)), cfg, seed=4)(
+        list(range(12))
+    )
+    assert views.local_views.shape == (12, 3, 3, 16, 16)
+    assert views.local_boxes.shape == (12, 3, 4) and views.local_flips.shape == (12, 3)
+    assert bool(((views.local_boxes >= -1e-5) & (views.local_boxes <= 1 + 1e-5)).all())
+    whole = torch.tensor([0.0, 0.0, 1.0, 1.0]).expand(12, 4)
+    for j in range(3):
+        parent, parent_flip = (
+            (views.view1, views.flip1) if j % 2 == 0 else (views.view2, views.flip2)
+        )
+        local = invert_augmentation(views.local_views[:, j], whole, views.local_flips[:, j])
+        crop = invert_augmentation(parent, views.local_boxes[:, j], parent_flip, (16, 16))
+        pair = float((local - crop).abs().mean())
+        other = float((local - crop.roll(1, 0)).abs().mean())
+        assert pair < 0.2 * other, (j, pair, other)
+
+
+def test_local_views_leave_the_two_views_unchanged(smooth_images):
+    """Local crops are drawn after everything else: a run without them draws what it did."""
+    images = DecodedImages(ImageCollection(smooth_images))
+    plain = BatchTwoViews(images, AugmentConfig(size=16), 2)([1, 7, 20])
+    more = BatchTwoViews(images, AugmentConfig(size=16, local_views=2), 2)([1, 7, 20])
+    assert all(torch.equal(a, b) for a, b in zip(plain, more[:6]))
+    assert len(plain) == 6 and len(more) == 9
+
+
 def test_batched_views_are_deterministic(smooth_images):
     make = BatchTwoViews(DecodedImages(ImageCollection(smooth_images)), AugmentConfig(size=16), 1)
     a, b, c = make([3, 4, 15]), make([3, 4, 15]), make([3, 4, 27])

@@ -21,6 +21,7 @@ from model.augment import AugmentConfig
 from model.checkpoint import load_encoder, read_checkpoint
 from model.config import PRESETS, TINY, override
 from model.data import ImageCollection, TwoViewDataset
+from model.losses import group_loss, invert_augmentation
 from model.slotcon import SlotCon, teacher_momentum
 from model.train import TrainingDiverged, build_parser, config_from_args, main, train
 
@@ -112,6 +113,61 @@ def test_student_gets_gradients_teacher_none(batch):
     assert model.center.grad is None
 
 
+def _balanced_model() -> SlotCon:
+    """TINY's model with Sinkhorn targets, so that no center moves between forward passes."""
+    torch.manual_seed(0)
+    return SlotCon(override(TINY, teacher_balance="sinkhorn").model)
+
+
+def test_a_local_view_equal_to_its_parent_scores_as_the_parent(batch):
+    """A local view that is its parent view (whole box, same flip) is grouped against the
+    teacher's map of that parent: the student's and the teacher's maps of view 1, flips undone."""
+    model = _balanced_model()
+    view1, view2, _, _, flip1, flip2 = batch
+    whole = torch.tensor([0.0, 0.0, 1.0, 1.0]).expand(len(view1), 4)
+    with torch.no_grad():
+        teacher = (model._teacher(view1).dots, model._teacher(view2).dots)
+        local = model._local_group_loss(
+            teacher, (flip1, flip2), view1[:, None], whole[:, None], flip1[:, None]
+        )
+        student = invert_augmentation(model._student(view1).dots, whole, flip1)
+        expected = group_loss(
+            student,
+            invert_augmentation(teacher[0], whole, flip1),
+            model.center,
+            0.1,
+            0.07,
+            "sinkhorn",
+        )
+        wrong_parent = group_loss(
+            student,
+            invert_augmentation(teacher[1], whole, flip2),
+            model.center,
+            0.1,
+            0.07,
+            "sinkhorn",
+        )
+    torch.testing.assert_close(local, expected)
+    assert not torch.isclose(local, wrong_parent)
+
+
+def test_local_views_join_the_group_loss_as_the_mean_over_pairs(batch):
+    model = _balanced_model()
+    view1, view2, _, _, flip1, flip2 = batch
+    n = 3
+    locals_ = torch.nn.functional.interpolate(view1, size=16)[:, None].repeat(1, n, 1, 1, 1)
+    boxes = torch.tensor([0.1, 0.2, 0.6, 0.7]).expand(len(view1), n, 4)
+    flips = torch.zeros(len(view1), n, dtype=torch.bool)
+    with torch.no_grad():
+        plain = model(*batch)
+        more = model(*batch, locals_, boxes, flips)
+        teacher = (model._teacher(view1).dots, model._teacher(view2).dots)
+        local = model._local_group_loss(teacher, (flip1, flip2), locals_, boxes, flips)
+    torch.testing.assert_close(more.group, (plain.group + local) * 2 / (2 + n))
+    torch.testing.assert_close(more.slot, plain.slot)
+    assert more.loss.isfinite()
+
+
 def test_forward_updates_the_center(batch):
     torch.manual_seed(0)
     model = SlotCon(TINY.model)
@@ -200,6 +256,27 @@ def test_resumed_run_equals_uninterrupted_run(images, tmp_path):
     assert [r["loss"] for r in log_a] == [r["loss"] for r in log_b]
     assert all(LOG_KEYS <= set(r) for r in log_a)
     assert (tmp_path / "a" / "encoder.pt").is_file()
+
+
+def test_run_with_local_views_resumes_exactly(images, tmp_path):
+    changes = {"pipeline": "tensor", "local_views": 2, "local_size": 16, "local_hue": 0.5}
+    interrupted = _cfg(images, tmp_path / "a", **changes)
+    train(interrupted, stop_after_epochs=1)
+    train(interrupted)
+    train(_cfg(images, tmp_path / "b", **changes))
+    a = read_checkpoint(tmp_path / "a" / "last.pt")
+    b = read_checkpoint(tmp_path / "b" / "last.pt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert [r["loss"] for r in _log(tmp_path / "a")] == [r["loss"] for r in _log(tmp_path / "b")]
+    assert a["config"]["local_views"] == 2
+
+
+def test_local_views_need_the_tensor_pipeline(images, tmp_path):
+    with pytest.raises(ValueError, match="tensor"):
+        _cfg(images, tmp_path, pipeline="pil", local_views=2)
+    with pytest.raises(ValueError, match="local views"):
+        _cfg(images, tmp_path, pipeline="tensor", local_min_scale=0.5, local_max_scale=0.2)
 
 
 def test_non_finite_loss_stops_and_keeps_the_checkpoint(images, tmp_path, monkeypatch):
