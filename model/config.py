@@ -26,6 +26,11 @@ class ModelConfig:
     student_temp: float = flag(0.1, "tau_s: student temperature of the group loss")
     slot_temp: float = flag(0.2, "temperature of the slot InfoNCE loss")
     group_loss_weight: float = flag(0.5, "w in L = w * group + (1 - w) * slot")
+    local_contrast_weight: float = flag(
+        0.0,
+        "weight of the local views' region InfoNCE (each local view against the teacher's "
+        "features over its box, the other local boxes of the batch as negatives; paper: 0)",
+    )
     center_momentum: float = flag(0.9, "EMA of the teacher's mean assignment (centering)")
     teacher_balance: str = flag(
         "center",

@@ -125,3 +125,19 @@ def slot_loss(
     total = F.cross_entropy(logits, labels, reduction="sum")
     count = distributed.all_reduce_sum(torch.tensor(float(len(idx_q)), device=logits.device))
     return total * distributed.world_size() / count.clamp(min=1) * (2 * temp)
+
+
+def region_loss(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    predictor: Callable[[torch.Tensor], torch.Tensor],
+    temp: float,
+) -> torch.Tensor:
+    """InfoNCE between N student region embeddings (N, D) and the teacher's embeddings (N, D) of
+    the same regions: query i's positive is key i, every other key of the global batch a negative.
+    Scaled like `slot_loss` (mean over the global batch's queries, times 2 * temp)."""
+    N = queries.shape[0]
+    keys = F.normalize(distributed.all_gather(keys.detach()), dim=1)  # (world * N, D)
+    q = F.normalize(predictor(queries), dim=1)
+    labels = torch.arange(N, device=q.device) + distributed.rank() * N
+    return F.cross_entropy(q @ keys.T / temp, labels) * (2 * temp)

@@ -18,13 +18,14 @@ from model.backbone import build_backbone
 from model.config import ModelConfig
 from model.grouping import SemanticGrouping
 from model.heads import Predictor, Projector
-from model.losses import group_loss, invert_augmentation, slot_loss
+from model.losses import group_loss, invert_augmentation, region_loss, slot_loss
 
 
 class SlotConLosses(NamedTuple):
     loss: torch.Tensor  # total, to back-propagate
     group: torch.Tensor  # G(q1, k2) + G(q2, k1)
     slot: torch.Tensor  # S(q1, k2) + S(q2, k1)
+    region: torch.Tensor | None = None  # the local views' region InfoNCE, when it is on
 
 
 def teacher_momentum(step: int, total_steps: int, base: float) -> float:
@@ -80,32 +81,48 @@ class SlotCon(nn.Module):
     def _student(self, x: torch.Tensor):
         return self.grouping_q(self.projector_q(self.encoder_q(x)))
 
-    def _local_group_loss(self, teacher_dots, teacher_flips, views, boxes, flips) -> torch.Tensor:
-        """Sum over the n local views of the group loss against the teacher's map of the parent
-        view (view 1 for even j, view 2 for odd j), resampled over the local crop.
+    @torch.no_grad()
+    def _teacher(self, x: torch.Tensor):
+        return self.grouping_k(self.projector_k(self.encoder_k(x)))
+
+    @torch.no_grad()
+    def _teacher_map(self, x: torch.Tensor):
+        """The teacher's projected map z (B, D, h, w) and its grouping."""
+        z = self.projector_k(self.encoder_k(x))
+        return z, self.grouping_k(z)
+
+    def _local_losses(self, teacher, teacher_flips, views, boxes, flips):
+        """Local views (B, n, 3, s, s) against the teacher's maps `teacher` ((z1, k1), (z2, k2))
+        of their parent views (view 1 for even j, view 2 for odd j), resampled over each local
+        crop. Returns (the sum over the n local views of the group loss, the region InfoNCE or
+        None when its weight is 0).
 
         A local view shows an object with little of its surroundings, while the teacher's map
         came from a view with more: the student must predict the teacher's grouping from the
         object itself (multi-crop, DINO's local-to-global idea, applied to the dense loss)."""
         B, n = views.shape[:2]
-        dots = self._student(views.flatten(0, 1)).dots  # (B*n, K, h, w)
+        z = self.projector_q(self.encoder_q(views.flatten(0, 1)))  # (B*n, D, h, w)
+        dots = self.grouping_q(z).dots  # (B*n, K, h, w)
         h, w = dots.shape[-2:]
         whole = torch.tensor([0.0, 0.0, 1.0, 1.0], device=dots.device).expand(B, 4)
-        cfg, total = self.cfg, dots.new_zeros(())
+        cfg, group = self.cfg, dots.new_zeros(())
+        temps = (cfg.student_temp, cfg.teacher_temp, cfg.teacher_balance)
         q = dots.view(B, n, *dots.shape[1:])
+        keys = []
         for j in range(n):
-            aligned_q = invert_augmentation(q[:, j], whole, flips[:, j])
             parent = j % 2
-            aligned_k = invert_augmentation(
-                teacher_dots[parent], boxes[:, j], teacher_flips[parent], (h, w)
-            )
-            temps = (cfg.student_temp, cfg.teacher_temp, cfg.teacher_balance)
-            total = total + group_loss(aligned_q, aligned_k, self.center, *temps)
-        return total
-
-    @torch.no_grad()
-    def _teacher(self, x: torch.Tensor):
-        return self.grouping_k(self.projector_k(self.encoder_k(x)))
+            z_k, k = teacher[parent]
+            aligned_q = invert_augmentation(q[:, j], whole, flips[:, j])
+            aligned_k = invert_augmentation(k.dots, boxes[:, j], teacher_flips[parent], (h, w))
+            group = group + group_loss(aligned_q, aligned_k, self.center, *temps)
+            if cfg.local_contrast_weight:
+                region = invert_augmentation(z_k, boxes[:, j], teacher_flips[parent], (h, w))
+                keys.append(region.mean(dim=(2, 3)))  # (B, D)
+        if not cfg.local_contrast_weight:
+            return group, None
+        queries = z.mean(dim=(2, 3))  # (B*n, D), image b's local j at row b * n + j
+        keys = torch.stack(keys, dim=1).flatten(0, 1)  # (B*n, D), the same order
+        return group, region_loss(queries, keys, self.predictor_slot, cfg.slot_temp)
 
     def forward(
         self,
@@ -124,7 +141,7 @@ class SlotCon(nn.Module):
         ManyViews gives them. Updates the center; not the teacher."""
         cfg = self.cfg
         q1, q2 = self._student(view1), self._student(view2)
-        k1, k2 = self._teacher(view1), self._teacher(view2)
+        (z1, k1), (z2, k2) = self._teacher_map(view1), self._teacher_map(view2)
 
         aligned_q1 = invert_augmentation(q1.dots, coords1, flip1)
         aligned_q2 = invert_augmentation(q2.dots, coords2, flip2)
@@ -134,10 +151,11 @@ class SlotCon(nn.Module):
         group = group_loss(aligned_q1, aligned_k2, self.center, *temps) + group_loss(
             aligned_q2, aligned_k1, self.center, *temps
         )
+        region = None
         if local_views is not None:
             n = local_views.shape[1]
-            local = self._local_group_loss(
-                (k1.dots, k2.dots), (flip1, flip2), local_views, local_boxes, local_flips
+            local, region = self._local_losses(
+                ((z1, k1), (z2, k2)), (flip1, flip2), local_views, local_boxes, local_flips
             )
             group = (group + local) * 2 / (2 + n)  # the mean over all pairs, at the two-view scale
         slot = slot_loss(
@@ -145,4 +163,8 @@ class SlotCon(nn.Module):
         ) + slot_loss(q2.slots, k1.slots, q2.dots, k1.dots, self.predictor_slot, cfg.slot_temp)
         self.update_center(torch.cat([k1.dots, k2.dots]))
         w = cfg.group_loss_weight
-        return SlotConLosses(loss=w * group + (1 - w) * slot, group=group, slot=slot)
+        loss = w * group + (1 - w) * slot
+        if region is None:
+            return SlotConLosses(loss=loss, group=group, slot=slot)
+        loss = loss + cfg.local_contrast_weight * region
+        return SlotConLosses(loss=loss, group=group, slot=slot, region=region)

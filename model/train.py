@@ -146,7 +146,7 @@ def optimisation_step(
     with torch.autocast(device_type, dtype=amp_dtype, enabled=amp_dtype is not None):
         losses = net(*views)
     if check is not None:
-        check(SlotConLosses(*(t.detach() for t in losses)))
+        check(SlotConLosses(*(None if t is None else t.detach() for t in losses)))
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(losses.loss).backward()
     scaler.step(optimizer)
@@ -270,6 +270,7 @@ def train_one_epoch(
                 "loss": losses.loss.item(),
                 "group_loss": losses.group.item(),
                 "slot_loss": losses.slot.item(),
+                **({} if losses.region is None else {"region_loss": losses.region.item()}),
                 "lr": lr,
                 "momentum": momentum,
                 "images_per_s": tensors[0].shape[0] * world / max(now - tick, 1e-9),

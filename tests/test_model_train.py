@@ -21,7 +21,7 @@ from model.augment import AugmentConfig
 from model.checkpoint import load_encoder, read_checkpoint
 from model.config import PRESETS, TINY, override
 from model.data import ImageCollection, TwoViewDataset
-from model.losses import group_loss, invert_augmentation
+from model.losses import group_loss, invert_augmentation, region_loss
 from model.slotcon import SlotCon, teacher_momentum
 from model.train import TrainingDiverged, build_parser, config_from_args, main, train
 
@@ -126,14 +126,14 @@ def test_a_local_view_equal_to_its_parent_scores_as_the_parent(batch):
     view1, view2, _, _, flip1, flip2 = batch
     whole = torch.tensor([0.0, 0.0, 1.0, 1.0]).expand(len(view1), 4)
     with torch.no_grad():
-        teacher = (model._teacher(view1).dots, model._teacher(view2).dots)
-        local = model._local_group_loss(
+        teacher = (model._teacher_map(view1), model._teacher_map(view2))
+        local, region = model._local_losses(
             teacher, (flip1, flip2), view1[:, None], whole[:, None], flip1[:, None]
         )
         student = invert_augmentation(model._student(view1).dots, whole, flip1)
         expected = group_loss(
             student,
-            invert_augmentation(teacher[0], whole, flip1),
+            invert_augmentation(teacher[0][1].dots, whole, flip1),
             model.center,
             0.1,
             0.07,
@@ -141,7 +141,7 @@ def test_a_local_view_equal_to_its_parent_scores_as_the_parent(batch):
         )
         wrong_parent = group_loss(
             student,
-            invert_augmentation(teacher[1], whole, flip2),
+            invert_augmentation(teacher[1][1].dots, whole, flip2),
             model.center,
             0.1,
             0.07,
@@ -149,6 +149,7 @@ def test_a_local_view_equal_to_its_parent_scores_as_the_parent(batch):
         )
     torch.testing.assert_close(local, expected)
     assert not torch.isclose(local, wrong_parent)
+    assert region is None  # local_contrast_weight 0
 
 
 def test_local_views_join_the_group_loss_as_the_mean_over_pairs(batch):
@@ -161,11 +162,40 @@ def test_local_views_join_the_group_loss_as_the_mean_over_pairs(batch):
     with torch.no_grad():
         plain = model(*batch)
         more = model(*batch, locals_, boxes, flips)
-        teacher = (model._teacher(view1).dots, model._teacher(view2).dots)
-        local = model._local_group_loss(teacher, (flip1, flip2), locals_, boxes, flips)
+        teacher = (model._teacher_map(view1), model._teacher_map(view2))
+        local, _ = model._local_losses(teacher, (flip1, flip2), locals_, boxes, flips)
     torch.testing.assert_close(more.group, (plain.group + local) * 2 / (2 + n))
     torch.testing.assert_close(more.slot, plain.slot)
     assert more.loss.isfinite()
+
+
+def test_region_loss_adds_its_weight_and_learns_from_the_local_views(batch):
+    torch.manual_seed(0)
+    model = SlotCon(override(TINY, teacher_balance="sinkhorn", local_contrast_weight=0.3).model)
+    view1 = batch[0]
+    locals_ = torch.nn.functional.interpolate(view1, size=16)[:, None].repeat(1, 2, 1, 1, 1)
+    boxes = torch.tensor([0.0, 0.0, 0.5, 0.5]).expand(len(view1), 2, 4)
+    flips = torch.zeros(len(view1), 2, dtype=torch.bool)
+    locals_.requires_grad_(True)
+    losses = model(*batch, locals_, boxes, flips)
+    w = model.cfg.group_loss_weight
+    expected = w * losses.group + (1 - w) * losses.slot + 0.3 * losses.region
+    torch.testing.assert_close(losses.loss, expected)
+    assert losses.region.isfinite() and losses.region > 0
+    losses.region.backward()
+    assert locals_.grad is not None and locals_.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.encoder_k.parameters())
+
+
+def test_region_loss_equals_the_hand_computed_cross_entropy():
+    queries = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    keys = torch.tensor([[1.0, 0.1], [0.2, 1.0], [-1.0, 0.0]])
+    loss = region_loss(queries, keys, lambda x: x, 0.5)
+    q = torch.nn.functional.normalize(queries, dim=1)
+    k = torch.nn.functional.normalize(keys, dim=1)
+    logits = q @ k.T / 0.5
+    expected = -torch.log_softmax(logits, dim=1).diagonal().mean() * 1.0
+    torch.testing.assert_close(loss, expected)
 
 
 def test_forward_updates_the_center(batch):
