@@ -57,6 +57,7 @@ class AugmentConfig:
     local_max_scale: float = 0.08
     local_hue: float = 0.1
     local_channel_shuffle: float = 0.0
+    local_hue_cells: int = 0  # g > 0: a g x g random hue-shift field per local view
 
 
 class ViewDraws(NamedTuple):
@@ -134,6 +135,7 @@ class LocalDraw(NamedTuple):
     crop: Crop
     flip: bool
     colour: ColourParams
+    hue_cells: tuple[float, ...]  # g * g hue shifts in turns, row-major; empty when off
 
 
 def draw_locals(
@@ -157,8 +159,10 @@ def draw_locals(
         colour = draw_colour(
             rng, cfg.local_hue, cfg.grayscale, cfg.local_channel_shuffle, blur, 0.5, 0.0
         )
-        locals_.append(LocalDraw(j % 2, Crop(left, top, w, h), flip, colour))
-    return locals_
+        locals_.append(LocalDraw(j % 2, Crop(left, top, w, h), flip, colour, ()))
+    # hue fields last, so that turning them on changes nothing else
+    g2 = cfg.local_hue_cells**2
+    return [d._replace(hue_cells=tuple(rng.uniform(-0.5, 0.5) for _ in range(g2))) for d in locals_]
 
 
 class TwoViewTransform:

@@ -76,6 +76,11 @@ class TrainConfig:
     local_max_scale: float = flag(0.08, "local crop area fraction range, upper bound")
     local_hue: float = flag(0.1, "largest hue shift of the local views' colour jitter, in turns")
     local_channel_shuffle: float = flag(0.0, "probability of an RGB permutation of a local view")
+    local_hue_cells: int = flag(
+        0,
+        "g > 0: also shift each local view's hue by a random field of g x g cells (each cell a "
+        "shift over the whole circle, bilinear between), so that no colour in it is a reference",
+    )
     pipeline: str = flag(
         "pil",
         "pil: decode and augment per sample in DataLoader workers (any collection, bicubic); "
@@ -107,6 +112,8 @@ class TrainConfig:
             raise ValueError("crop scales need 0 < min_scale <= max_scale <= 1")
         if self.local_views < 0 or not 0 < self.local_min_scale <= self.local_max_scale <= 1:
             raise ValueError("local views need a count >= 0 and 0 < min scale <= max scale <= 1")
+        if self.local_hue_cells < 0:
+            raise ValueError("local_hue_cells must be >= 0")
         if self.local_views and (self.pipeline != "tensor" or self.local_size < 16):
             raise ValueError("local views need --pipeline tensor and local_size >= 16")
         if self.precision not in ("fp16", "bf16", "fp32"):

@@ -115,6 +115,16 @@ def adjust(x: torch.Tensor, op: int, factor: torch.Tensor) -> torch.Tensor:
     return hsv_to_rgb(torch.cat([hue, hsv[:, 1:]], dim=1))
 
 
+def shift_hue_field(x: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """Shift the hue of (B, 3, H, W) RGB in [0, 1] by a field: cells (B, g, g) shifts in turns,
+    bilinear between the cell centres (edges clamped). A different shift in each part of the
+    image, so that no colour in it (the sky, say) tells how the others were shifted."""
+    field = F.interpolate(cells[:, None].to(x), size=x.shape[-2:], mode="bilinear")
+    hsv = rgb_to_hsv(x)
+    hue = torch.remainder(hsv[:, :1] + field, 1.0)
+    return hsv_to_rgb(torch.cat([hue, hsv[:, 1:]], dim=1))
+
+
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Separable blur of (B, C, H, W) with a sigma per image (B,), reflect padding; sigma 0
     leaves an image as it is. Kernel radius ceil(3 sigma), capped by the image size."""

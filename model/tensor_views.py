@@ -29,7 +29,7 @@ from model.augment import (
     overlap_coords,
 )
 from model.data import ImageCollection, UnreadableImage, load_rgb
-from model.photometric import apply_colour
+from model.photometric import apply_colour, shift_hue_field
 
 MAX_DECODED_BYTES = 8 * 2**30  # beyond this, use the PIL pipeline (it streams from disk)
 
@@ -146,22 +146,30 @@ class BatchTwoViews:
         B, n, s = len(indices), self.cfg.local_views, self.cfg.local_size
         flat = [(i, d, ld) for i, (d, lds) in enumerate(zip(draws, local_draws)) for ld in lds]
         boxes = torch.tensor(
-            [[i, c.left, c.top, c.left + c.width, c.top + c.height] for i, _, (_, c, _, _) in flat],
+            [[i, ld.crop.left, ld.crop.top, *_corner(ld.crop)] for i, _, ld in flat],
             dtype=torch.float32,
         )
         pixels = roi_align(self.images.batch(indices), boxes, (s, s), 1.0, -1, aligned=True)
         flips = torch.tensor([ld.flip for _, _, ld in flat])
         pixels = torch.where(flips.view(-1, 1, 1, 1), pixels.flip(-1), pixels).clamp_(0, 1)
-        views = normalize(apply_colour(pixels, [ld.colour for _, _, ld in flat]))
+        pixels = apply_colour(pixels, [ld.colour for _, _, ld in flat])
+        g = self.cfg.local_hue_cells
+        if g:
+            cells = torch.tensor([ld.hue_cells for _, _, ld in flat]).view(-1, g, g)
+            pixels = shift_hue_field(pixels, cells)
+        views = normalize(pixels)
         in_parent = []
         for _, d, ld in flat:
             parent, flip = (d.crop1, d.flip1) if ld.parent == 0 else (d.crop2, d.flip2)
-            c = ld.crop
-            in_parent.append(
-                overlap_coords(parent, (c.left, c.top, c.left + c.width, c.top + c.height), flip)
-            )
+            box = (ld.crop.left, ld.crop.top, *_corner(ld.crop))
+            in_parent.append(overlap_coords(parent, box, flip))
         return (
             views.view(B, n, 3, s, s),
             torch.stack(in_parent).view(B, n, 4),
             flips.view(B, n),
         )
+
+
+def _corner(crop) -> tuple[float, float]:
+    """The bottom-right corner (x2, y2) of a Crop, image pixels."""
+    return crop.left + crop.width, crop.top + crop.height

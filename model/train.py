@@ -179,6 +179,7 @@ def augment_config(cfg: TrainConfig) -> AugmentConfig:
         local_max_scale=cfg.local_max_scale,
         local_hue=cfg.local_hue,
         local_channel_shuffle=cfg.local_channel_shuffle,
+        local_hue_cells=cfg.local_hue_cells,
     )
 
 

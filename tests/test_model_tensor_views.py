@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from model.checkpoint import read_checkpoint
 from model.config import TINY, override
 from model.data import ImageCollection
 from model.losses import invert_augmentation
-from model.photometric import ColourParams, apply_colour, gaussian_blur
+from model.photometric import ColourParams, adjust, apply_colour, gaussian_blur, shift_hue_field
 from model.tensor_views import BatchTwoViews, DecodedImages
 from model.train import train
 
@@ -210,6 +211,26 @@ def test_local_views_leave_the_two_views_unchanged(smooth_images):
     more = BatchTwoViews(images, AugmentConfig(size=16, local_views=2), 2)([1, 7, 20])
     assert all(torch.equal(a, b) for a, b in zip(plain, more[:6]))
     assert len(plain) == 6 and len(more) == 9
+
+
+def test_a_uniform_hue_field_is_the_hue_jitter_and_a_varied_one_shifts_each_part():
+    x = _batch(size=2)
+    same = torch.full((2, 3, 3), 0.3)
+    torch.testing.assert_close(shift_hue_field(x, same), adjust(x, 3, torch.tensor(0.3)))
+    halves = torch.tensor([[[0.0, 0.4]]]).expand(2, 1, 2)  # left half 0, right half 0.4 turns
+    y = shift_hue_field(x, halves)
+    torch.testing.assert_close(y[..., :2], x[..., :2], atol=1e-5, rtol=0)  # the left edge: 0
+    torch.testing.assert_close(y[..., -2:], adjust(x, 3, torch.tensor(0.4))[..., -2:])
+
+
+def test_local_hue_cells_recolour_only_the_local_views(smooth_images):
+    images = DecodedImages(ImageCollection(smooth_images))
+    cfg = AugmentConfig(size=16, local_views=2, local_size=16)
+    plain = BatchTwoViews(images, cfg, 5)([2, 9])
+    fielded = BatchTwoViews(images, replace(cfg, local_hue_cells=3), 5)([2, 9])
+    assert all(torch.equal(a, b) for a, b in zip(plain[:6], fielded[:6]))
+    assert torch.equal(plain.local_boxes, fielded.local_boxes)
+    assert not torch.allclose(plain.local_views, fielded.local_views)
 
 
 def test_batched_views_are_deterministic(smooth_images):
