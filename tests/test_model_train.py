@@ -131,22 +131,12 @@ def test_a_local_view_equal_to_its_parent_scores_as_the_parent(batch):
             teacher, (flip1, flip2), view1[:, None], whole[:, None], flip1[:, None]
         )
         student = invert_augmentation(model._student(view1).dots, whole, flip1)
-        expected = group_loss(
-            student,
-            invert_augmentation(teacher[0][1].dots, whole, flip1),
-            model.center,
-            0.1,
-            0.07,
-            "sinkhorn",
-        )
-        wrong_parent = group_loss(
-            student,
-            invert_augmentation(teacher[1][1].dots, whole, flip2),
-            model.center,
-            0.1,
-            0.07,
-            "sinkhorn",
-        )
+
+        def against(k, flip):
+            aligned = invert_augmentation(k[1].dots, whole, flip)
+            return group_loss(student, aligned, model.center, 0.1, 0.07, "sinkhorn")
+
+        expected, wrong_parent = against(teacher[0], flip1), against(teacher[1], flip2)
     torch.testing.assert_close(local, expected)
     assert not torch.isclose(local, wrong_parent)
     assert region is None  # local_contrast_weight 0
