@@ -116,6 +116,8 @@ class TrainConfig:
             raise ValueError("local_hue_cells must be >= 0")
         if self.local_views and (self.pipeline != "tensor" or self.local_size < 16):
             raise ValueError("local views need --pipeline tensor and local_size >= 16")
+        if self.model.local_contrast_weight and not self.local_views:
+            raise ValueError("local_contrast_weight needs local views (--local-views N)")
         if self.precision not in ("fp16", "bf16", "fp32"):
             raise ValueError(f"precision must be fp16, bf16 or fp32, got {self.precision!r}")
         if self.save_every < 1 or self.snapshot_every < 0:

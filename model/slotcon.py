@@ -82,10 +82,6 @@ class SlotCon(nn.Module):
         return self.grouping_q(self.projector_q(self.encoder_q(x)))
 
     @torch.no_grad()
-    def _teacher(self, x: torch.Tensor):
-        return self.grouping_k(self.projector_k(self.encoder_k(x)))
-
-    @torch.no_grad()
     def _teacher_map(self, x: torch.Tensor):
         """The teacher's projected map z (B, D, h, w) and its grouping."""
         z = self.projector_k(self.encoder_k(x))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -161,7 +162,8 @@ def test_local_views_join_the_group_loss_as_the_mean_over_pairs(batch):
 
 def test_region_loss_adds_its_weight_and_learns_from_the_local_views(batch):
     torch.manual_seed(0)
-    model = SlotCon(override(TINY, teacher_balance="sinkhorn", local_contrast_weight=0.3).model)
+    cfg = dataclasses.replace(TINY.model, teacher_balance="sinkhorn", local_contrast_weight=0.3)
+    model = SlotCon(cfg)
     view1 = batch[0]
     locals_ = torch.nn.functional.interpolate(view1, size=16)[:, None].repeat(1, 2, 1, 1, 1)
     boxes = torch.tensor([0.0, 0.0, 0.5, 0.5]).expand(len(view1), 2, 4)
@@ -297,6 +299,8 @@ def test_local_views_need_the_tensor_pipeline(images, tmp_path):
         _cfg(images, tmp_path, pipeline="pil", local_views=2)
     with pytest.raises(ValueError, match="local views"):
         _cfg(images, tmp_path, pipeline="tensor", local_min_scale=0.5, local_max_scale=0.2)
+    with pytest.raises(ValueError, match="needs local views"):
+        _cfg(images, tmp_path, pipeline="tensor", local_contrast_weight=0.5)
 
 
 def test_non_finite_loss_stops_and_keeps_the_checkpoint(images, tmp_path, monkeypatch):
