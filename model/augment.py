@@ -29,6 +29,11 @@ class Crop(NamedTuple):
     width: float
     height: float
 
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """XYXY in image pixels."""
+        return self.left, self.top, self.left + self.width, self.top + self.height
+
 
 class TwoViews(NamedTuple):
     view1: torch.Tensor  # (3, S, S) float, ImageNet-normalised
@@ -172,9 +177,8 @@ class TwoViewTransform:
         self.cfg = cfg
 
     def _view(self, image: Image.Image, crop: Crop, flip: bool) -> torch.Tensor:
-        box = (crop.left, crop.top, crop.left + crop.width, crop.top + crop.height)
         size = (self.cfg.size, self.cfg.size)
-        patch = image.resize(size, Image.Resampling.BICUBIC, box=box)
+        patch = image.resize(size, Image.Resampling.BICUBIC, box=crop.box)
         x = TF.to_dtype(TF.pil_to_tensor(patch), torch.float32, scale=True)  # (3, S, S)
         return x.flip(-1) if flip else x
 

@@ -160,7 +160,6 @@ class SlotCon(nn.Module):
         self.update_center(torch.cat([k1.dots, k2.dots]))
         w = cfg.group_loss_weight
         loss = w * group + (1 - w) * slot
-        if region is None:
-            return SlotConLosses(loss=loss, group=group, slot=slot)
-        loss = loss + cfg.local_contrast_weight * region
+        if region is not None:
+            loss = loss + cfg.local_contrast_weight * region
         return SlotConLosses(loss=loss, group=group, slot=slot, region=region)

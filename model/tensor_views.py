@@ -123,13 +123,10 @@ class BatchTwoViews:
         colours = [d.colour1 for d in draws] + [d.colour2 for d in draws]
         overlaps = [d.overlap for d in draws] * 2
         boxes = torch.tensor(
-            [
-                [i % B, c.left, c.top, c.left + c.width, c.top + c.height]
-                for i, c in enumerate(crops)
-            ],
-            dtype=torch.float32,
+            [[i % B, *c.box] for i, c in enumerate(crops)], dtype=torch.float32
         )  # (2B, 5): batch index, XYXY image pixels
-        pixels = roi_align(self.images.batch(indices), boxes, (S, S), 1.0, -1, aligned=True)
+        images = self.images.batch(indices)
+        pixels = roi_align(images, boxes, (S, S), 1.0, -1, aligned=True)
         flips = torch.tensor(flipped)  # (2B,)
         pixels = torch.where(flips.view(-1, 1, 1, 1), pixels.flip(-1), pixels).clamp_(0, 1)
         views = normalize(apply_colour(pixels, colours))
@@ -139,17 +136,15 @@ class BatchTwoViews:
         two = TwoViews(views[:B], views[B:], coords[:B], coords[B:], flips[:B], flips[B:])
         if not self.cfg.local_views:
             return two
-        return ManyViews(*two, *self._locals(indices, draws, local_draws))
+        return ManyViews(*two, *self._locals(images, draws, local_draws))
 
-    def _locals(self, indices: list[int], draws, local_draws: list[list[LocalDraw]]):
-        """(B, n, 3, s, s) local views, (B, n, 4) their boxes in the parent views, (B, n) flips."""
-        B, n, s = len(indices), self.cfg.local_views, self.cfg.local_size
+    def _locals(self, images: torch.Tensor, draws, local_draws: list[list[LocalDraw]]):
+        """The batch's images (B, 3, H, W) -> (B, n, 3, s, s) local views, (B, n, 4) their boxes
+        in the parent views, (B, n) flips."""
+        B, n, s = images.shape[0], self.cfg.local_views, self.cfg.local_size
         flat = [(i, d, ld) for i, (d, lds) in enumerate(zip(draws, local_draws)) for ld in lds]
-        boxes = torch.tensor(
-            [[i, ld.crop.left, ld.crop.top, *_corner(ld.crop)] for i, _, ld in flat],
-            dtype=torch.float32,
-        )
-        pixels = roi_align(self.images.batch(indices), boxes, (s, s), 1.0, -1, aligned=True)
+        boxes = torch.tensor([[i, *ld.crop.box] for i, _, ld in flat], dtype=torch.float32)
+        pixels = roi_align(images, boxes, (s, s), 1.0, -1, aligned=True)
         flips = torch.tensor([ld.flip for _, _, ld in flat])
         pixels = torch.where(flips.view(-1, 1, 1, 1), pixels.flip(-1), pixels).clamp_(0, 1)
         pixels = apply_colour(pixels, [ld.colour for _, _, ld in flat])
@@ -161,15 +156,9 @@ class BatchTwoViews:
         in_parent = []
         for _, d, ld in flat:
             parent, flip = (d.crop1, d.flip1) if ld.parent == 0 else (d.crop2, d.flip2)
-            box = (ld.crop.left, ld.crop.top, *_corner(ld.crop))
-            in_parent.append(overlap_coords(parent, box, flip))
+            in_parent.append(overlap_coords(parent, ld.crop.box, flip))
         return (
             views.view(B, n, 3, s, s),
             torch.stack(in_parent).view(B, n, 4),
             flips.view(B, n),
         )
-
-
-def _corner(crop) -> tuple[float, float]:
-    """The bottom-right corner (x2, y2) of a Crop, image pixels."""
-    return crop.left + crop.width, crop.top + crop.height

@@ -165,22 +165,9 @@ def views_to_device(views, device: torch.device) -> list[torch.Tensor]:
 
 
 def augment_config(cfg: TrainConfig) -> AugmentConfig:
-    return AugmentConfig(
-        size=cfg.image_size,
-        min_scale=cfg.min_scale,
-        max_scale=cfg.max_scale,
-        hue=cfg.hue,
-        grayscale=cfg.grayscale,
-        channel_shuffle=cfg.channel_shuffle,
-        blur_sigma=cfg.blur_sigma,
-        local_views=cfg.local_views,
-        local_size=cfg.local_size,
-        local_min_scale=cfg.local_min_scale,
-        local_max_scale=cfg.local_max_scale,
-        local_hue=cfg.local_hue,
-        local_channel_shuffle=cfg.local_channel_shuffle,
-        local_hue_cells=cfg.local_hue_cells,
-    )
+    """The trainer's fields of the same names; `size` is TrainConfig's image_size."""
+    same = {f.name: getattr(cfg, f.name) for f in fields(AugmentConfig) if hasattr(cfg, f.name)}
+    return AugmentConfig(size=cfg.image_size, **same)
 
 
 def _data(cfg: TrainConfig, per_rank: int, rank: int, world: int, device: torch.device):
