@@ -116,3 +116,34 @@ def test_supervised_bound_trains_the_whole_network():
     bench.train_segmenter(model, x, y, args)
     changed = [not torch.equal(a, b) for a, b in zip(before, model.backbone.parameters())]
     assert sum(changed) > len(changed) // 2  # the backbone learns, not only the classifier
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools
+@pytest.mark.parametrize("style", ["natural", "hard"])
+def test_demo_quality_scores_a_style_and_reports_the_palette_pairs(tmp_path, capsys, style):
+    from conftest import save_random_encoder
+
+    bench = load("demo_quality")
+    checkpoint = save_random_encoder(tmp_path / "encoder.pt", seed=0)
+    out = tmp_path / "quality.json"
+    argv = ["--checkpoint", str(checkpoint), "--images", "3", "--size", "64", "--style", style]
+    argv += ["--scenes", str(tmp_path / "scenes"), "--no-probe", "--no-random-init"]
+    argv += ["--json", str(out)]
+    assert bench.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"3 {style} images" in printed and "palette pairs split" in printed
+    data = json.loads((tmp_path / "scenes/annotations/instances_val.json").read_text())
+    assert data["info"]["scenes"]["style"] == style
+    result = json.loads(out.read_text())["trained"]
+    pairs = result["palette_pairs_split"]
+    assert len(pairs) == 6 and pairs[0][1:3] == ["dotted disc", "striped square"]
+    per_class = result["majority"]["per_class_iou"]
+    assert [p[3] for p in pairs] == [min(per_class[p[1]], per_class[p[2]]) >= 30 for p in pairs]
+
+
+def test_split_pairs_needs_both_classes_found():
+    bench = load("demo_quality")
+    per_class = {name: 0.0 for pair in bench.palette_pairs() for name in pair[1:]}
+    per_class.update({"dotted disc": 45.0, "striped square": 31.0, "checkered triangle": 80.0})
+    split = [row[3] for row in bench.split_pairs(per_class)]
+    assert split == [True, False, False, False, False, False]

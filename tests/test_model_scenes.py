@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import colorsys
+import hashlib
 import json
 
 import numpy as np
@@ -11,9 +13,13 @@ from pycocotools.coco import COCO
 
 from model.scenes import (
     CATEGORIES,
+    GENERATOR_VERSION,
+    PALETTES,
     STUFF_CLASSES,
+    STYLES,
     THING_CLASSES,
     main,
+    palette_of,
     render_instances,
     render_scene,
     write_scenes,
@@ -35,8 +41,14 @@ def dataset(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def many():
-    """50 small scenes: (image, instance map, category ids) each."""
-    return [render_instances(np.random.default_rng([7, i]), 48) for i in range(1, 51)]
+    """50 small hard scenes: (image, instance map, category ids) each."""
+    return [render_instances(np.random.default_rng([7, i]), 48, "hard") for i in range(1, 51)]
+
+
+@pytest.fixture(scope="module")
+def natural():
+    """200 natural scenes of 64 px: (image, instance map, category ids) each."""
+    return [render_instances(np.random.default_rng([8, i]), 64) for i in range(1, 201)]
 
 
 def test_categories_things_first_then_stuff():
@@ -83,11 +95,12 @@ def test_json_masks_partition_each_image_and_match_render(dataset):
         assert np.abs(jpeg.astype(int) - image).mean() < 6  # the file is this scene (JPEG 92)
 
 
-def test_all_classes_appear_and_objects_vary(many):
+@pytest.mark.parametrize("scenes, most", [("many", 6), ("natural", 4)])
+def test_all_classes_appear_and_objects_vary(request, scenes, most):
     seen = set()
-    for _, inst, cats in many:
+    for _, inst, cats in request.getfixturevalue(scenes):
         seen |= set(np.asarray(cats)[np.unique(inst)].tolist())
-        assert 1 <= sum(c <= N_THINGS for c in cats) <= 6
+        assert 1 <= sum(c <= N_THINGS for c in cats) <= most
     assert seen == set(range(1, len(CATEGORIES) + 1))
 
 
@@ -100,6 +113,142 @@ def test_colour_of_a_class_varies_between_instances(many):
     spreads = [np.ptp(np.stack(m), axis=0).max() for m in means.values() if len(m) >= 3]
     assert len(spreads) >= N_THINGS // 2
     assert min(spreads) > 40, "every class should come in clearly different colours"
+
+
+# Digests of what generator version 1 (commit 19569c7, before the styles) drew: 12 scenes of
+# seed 3 at 64 and 192 px, and the images, annotations and categories of a 6-image data set.
+VERSION_1_RENDER = "0ed22826b3f101425555c422c39d6a709b6ab3e115a775580e7b168c4d1663bc"
+VERSION_1_FILES = "868e7acc511a826e0c3a3ed21ef04daf57647a3134a76ef7cb5c778225eddb8d"
+
+
+def test_hard_style_draws_exactly_what_version_1_drew(tmp_path):
+    digest = hashlib.sha256()
+    for i in range(1, 13):
+        rng = np.random.default_rng([3, i])
+        image, inst, cats = render_instances(rng, 64 if i % 2 else 192, "hard")
+        digest.update(image.tobytes() + inst.astype(np.int32).tobytes() + bytes(cats))
+    assert digest.hexdigest() == VERSION_1_RENDER
+    json_path = write_scenes(tmp_path / "ds", 6, 64, seed=4, split="val", workers=1, style="hard")
+    data = json.loads(json_path.read_text())
+    digest = hashlib.sha256(
+        json.dumps([data["images"], data["annotations"], data["categories"]]).encode()
+    )
+    for path in sorted((tmp_path / "ds" / "val").iterdir()):
+        digest.update(path.read_bytes())
+    assert digest.hexdigest() == VERSION_1_FILES
+    assert data["info"]["scenes"]["style"] == "hard"
+    assert data["info"]["scenes"]["version"] == GENERATOR_VERSION
+
+
+def test_six_palettes_each_shared_by_exactly_one_pair_of_classes():
+    from model.scenes.render import _THINGS
+
+    assert len(PALETTES) == 6
+    owners: dict[int, list[int]] = {}
+    for cls in range(N_THINGS):
+        owners.setdefault(palette_of(cls), []).append(cls)
+    assert sorted(owners) == list(range(6))
+    for a, b in owners.values():  # exactly two classes a palette, no other class wears it
+        assert _THINGS[a][1] != _THINGS[b][1], "a pair must differ in shape"
+        assert _THINGS[a][2] is not _THINGS[b][2], "a pair must differ in pattern"
+    hues = sorted(colour_a[0] for _, colour_a, _ in PALETTES)
+    gaps = np.diff(hues + [hues[0] + 1.0])
+    assert gaps.min() >= 0.06, "main hues further apart than twice the hue jitter"
+
+
+def _hsv(rgb: np.ndarray) -> np.ndarray:
+    return np.array(colorsys.rgb_to_hsv(*rgb))
+
+
+def _near(hsv: np.ndarray, target: tuple[float, float, float]) -> bool:
+    hue_gap = abs((hsv[0] - target[0] + 0.5) % 1.0 - 0.5)
+    saturation_matters = target[1] > 0.2 and target[2] > 0.2  # hue of a grey means nothing
+    return (
+        (hue_gap <= 0.04 + 1e-4 or not saturation_matters)
+        and abs(hsv[1] - target[1]) <= 0.15 + 1e-4
+        and abs(hsv[2] - target[2]) <= 0.15 + 1e-4
+    )
+
+
+def test_natural_colours_are_the_palette_jittered_except_for_random_ones():
+    rng = np.random.default_rng(0)
+    for cls in (0, 5, 11):
+        _, colour_a, colour_b = PALETTES[palette_of(cls)]
+        hits = []
+        for _ in range(600):
+            a, b = STYLES["natural"].colours(rng, cls)
+            hits.append(_near(_hsv(a), colour_a) and _near(_hsv(b), colour_b))
+        assert 0.78 < np.mean(hits) < 0.92, "85 % in the palette, 15 % random"
+    rng = np.random.default_rng(0)
+    hard = [STYLES["hard"].colours(rng, 0) for _ in range(300)]
+    _, colour_a, colour_b = PALETTES[0]
+    assert np.mean([_near(_hsv(a), colour_a) and _near(_hsv(b), colour_b) for a, b in hard]) < 0.05
+
+
+def _class_colour_spread(scenes) -> float:
+    """Median over classes of the median distance (RGB 0..255) of an instance's mean colour
+    to its class's median colour."""
+    means: dict[int, list[np.ndarray]] = {}
+    for image, inst, cats in scenes:
+        for j, cat in enumerate(cats):
+            if cat <= N_THINGS and (inst == j).sum() >= 30:
+                means.setdefault(cat, []).append(image[inst == j].mean(axis=0))
+    spreads = []
+    for m in means.values():
+        m = np.stack(m)
+        spreads.append(np.median(np.linalg.norm(m - np.median(m, axis=0), axis=1)))
+    return float(np.median(spreads))
+
+
+def test_natural_classes_keep_their_colours_in_the_images(many, natural):
+    assert _class_colour_spread(natural) < 0.5 * _class_colour_spread(many)
+
+
+def test_objects_cover_a_third_of_the_pixels_in_the_natural_style(natural, many):
+    def share(scenes):
+        things = sum((np.asarray(cats)[inst] <= N_THINGS).sum() for _, inst, cats in scenes)
+        return things / sum(inst.size for _, inst, _ in scenes)
+
+    assert 0.30 <= share(natural) <= 0.35
+    assert 0.09 <= share(many) <= 0.18  # the hard style: about 14 %
+
+
+def test_another_style_of_the_same_split_is_rebuilt(tmp_path):
+    out = tmp_path / "ds"
+    write_scenes(out, 3, 48, seed=0, workers=1)
+    hard = write_scenes(out, 3, 48, seed=0, workers=1, style="hard")
+    assert json.loads(hard.read_text())["info"]["scenes"]["style"] == "hard"
+    assert scenes_dataset.find_complete(out, 3, 48, 0) is None  # natural: not there any more
+    assert scenes_dataset.find_complete(out, 3, 48, 0, style="hard") == hard
+
+
+@pytest.mark.parametrize("older", ["hard", "version 1"])
+def test_a_split_beside_another_style_or_version_is_refused(tmp_path, older):
+    out = tmp_path / "ds"
+    train = write_scenes(out, 3, 48, seed=0, workers=1, style="hard")
+    if older == "version 1":  # what the generator wrote before the styles: no style recorded
+        data = json.loads(train.read_text())
+        data["info"]["scenes"] = {k: v for k, v in data["info"]["scenes"].items() if k != "style"}
+        data["info"]["scenes"]["version"] = 1
+        train.write_text(json.dumps(data))
+    before = train.read_bytes()
+    with pytest.raises(FileExistsError, match="one style and version"):
+        write_scenes(out, 2, 48, seed=1, split="val", workers=1)
+    assert sorted(p.name for p in out.iterdir()) == ["annotations", "train"]
+    assert train.read_bytes() == before
+
+
+def test_command_line_style(tmp_path, capsys):
+    assert (
+        main(["--out", str(tmp_path / "ds"), "--images", "2", "--size", "48", "--style", "hard"])
+        == 0
+    )
+    assert "2 hard images" in capsys.readouterr().out
+    data = json.loads((tmp_path / "ds/annotations/instances_train.json").read_text())
+    assert data["info"]["scenes"]["style"] == "hard"
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(tmp_path / "other"), "--style", "soft"])
+    assert exc.value.code == 2 and not (tmp_path / "other").exists()
 
 
 def test_same_seed_same_bytes_any_workers_other_seed_differs(tmp_path):

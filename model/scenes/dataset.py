@@ -3,7 +3,9 @@
 ``write_scenes`` writes ``DIR/<split>/000000000001.jpg ...`` and
 ``DIR/annotations/instances_<split>.json`` (one RLE annotation per visible instance and per stuff
 band, so every pixel is covered exactly once); the JSON's info records the parameters, so that a
-complete data set is recognised and reused.
+complete data set is recognised and reused. A folder holds one style and generator version: a
+split of another style or version is rebuilt, and writing a split beside splits of another style
+or version is refused (a mixed cache would train on one data set and score on another).
 """
 
 from __future__ import annotations
@@ -22,18 +24,31 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from model.outdir import check_output_dir
-from model.scenes.render import CATEGORIES, GENERATOR_VERSION, MIN_SIZE, render_instances
+from model.scenes.render import (
+    CATEGORIES,
+    DEFAULT_STYLE,
+    GENERATOR_VERSION,
+    MIN_SIZE,
+    STYLES,
+    render_instances,
+)
 
 
-def _params(images: int, size: int, seed: int, split: str) -> dict:
+def _params(images: int, size: int, seed: int, split: str, style: str) -> dict:
     """What determines a data set's content; stored in the JSON's info to recognise it later."""
     return {
         "images": images,
         "size": size,
         "seed": seed,
         "split": split,
+        "style": style,
         "version": GENERATOR_VERSION,
     }
+
+
+def describe(params: dict) -> str:
+    """How a data set's info reads in a message: its style and generator version."""
+    return f"{params.get('style', 'hard')} scenes of generator version {params.get('version')}"
 
 
 def _annotate(image_id: int, inst: np.ndarray, cats: list[int]) -> list[dict]:
@@ -58,10 +73,10 @@ def _annotate(image_id: int, inst: np.ndarray, cats: list[int]) -> list[dict]:
     return anns
 
 
-def _scene_record(job: tuple[str, int, int, int]) -> tuple[dict, list[dict]]:
+def _scene_record(job: tuple[str, int, int, int, str]) -> tuple[dict, list[dict]]:
     """Render image ``image_id``, save its JPEG into ``folder``; its COCO image and annotations."""
-    folder, image_id, seed, size = job
-    image, inst, cats = render_instances(np.random.default_rng([seed, image_id]), size)
+    folder, image_id, seed, size, style = job
+    image, inst, cats = render_instances(np.random.default_rng([seed, image_id]), size, style)
     name = f"{image_id:012d}.jpg"
     # 4:4:4 chroma keeps the thin two-tone pattern edges crisp
     Image.fromarray(image).save(os.path.join(folder, name), quality=92, subsampling=0)
@@ -79,12 +94,17 @@ def _load_ours(json_path: Path) -> dict | None:
 
 
 def find_complete(
-    out: Path, images: int, size: int, seed: int, split: str = "train"
+    out: Path,
+    images: int,
+    size: int,
+    seed: int,
+    split: str = "train",
+    style: str = DEFAULT_STYLE,
 ) -> Path | None:
     """Path of the instances JSON when ``out`` already holds this exact data set, else None."""
     json_path = Path(out) / "annotations" / f"instances_{split}.json"
     data = _load_ours(json_path) if json_path.is_file() else None
-    if data is None or data["info"]["scenes"] != _params(images, size, seed, split):
+    if data is None or data["info"]["scenes"] != _params(images, size, seed, split, style):
         return None
     folder = Path(out) / split
     if not all((folder / im["file_name"]).is_file() for im in data["images"]):
@@ -102,10 +122,21 @@ def is_scenes_dir(out: Path) -> bool:
     return all(staging.fullmatch(p.name) and p.is_dir() for p in out.iterdir())
 
 
-def _check_target(out: Path, split: str) -> None:
-    """Refuse to replace anything that is not a scenes data set (e.g. a real COCO folder)."""
+def _check_target(out: Path, split: str, style: str) -> None:
+    """Refuse to replace anything that is not a scenes data set (e.g. a real COCO folder), and to
+    write a split beside splits of another style or generator version."""
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out} exists and is not a directory")
+    for other in sorted(out.glob("annotations/instances_*.json")):
+        params = (_load_ours(other) or {}).get("info", {}).get("scenes")
+        if other.name == f"instances_{split}.json" or params is None:
+            continue
+        if (params.get("style", "hard"), params.get("version")) != (style, GENERATOR_VERSION):
+            raise FileExistsError(
+                f"{out} holds {describe(params)} (split {params.get('split')}); a folder holds "
+                f"one style and version: write {style} scenes of version {GENERATOR_VERSION} to "
+                "another --out"
+            )
     json_path = out / "annotations" / f"instances_{split}.json"
     if json_path.exists() and _load_ours(json_path) is None:
         raise FileExistsError(f"{json_path} exists and is not a scenes data set; not replacing it")
@@ -116,9 +147,16 @@ def _check_target(out: Path, split: str) -> None:
 
 
 def write_scenes(
-    out: Path, images: int, size: int, seed: int, split: str = "train", workers: int = 2
+    out: Path,
+    images: int,
+    size: int,
+    seed: int,
+    split: str = "train",
+    workers: int = 2,
+    style: str = DEFAULT_STYLE,
 ) -> Path:
-    """Write ``images`` scenes of ``size`` x ``size`` px to ``out`` in COCO layout, atomically.
+    """Write ``images`` scenes of ``size`` x ``size`` px and ``style`` (a key of
+    model.scenes.STYLES) to ``out`` in COCO layout, atomically.
 
     Images are ``out/<split>/<id:012d>.jpg`` (ids 1..images); returns the path of
     ``out/annotations/instances_<split>.json``. Returns at once when that data set is already
@@ -129,14 +167,16 @@ def write_scenes(
     """
     if images < 1 or size < MIN_SIZE or workers < 1:
         raise ValueError(f"need images >= 1, size >= {MIN_SIZE}, workers >= 1")
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}: use one of {', '.join(STYLES)}")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", split) or split in (".", "..", "annotations"):
         raise ValueError(f"bad split name {split!r}: use letters, digits, '_', '-', '.'")
     out = Path(out).absolute()
-    done = find_complete(out, images, size, seed, split)
+    done = find_complete(out, images, size, seed, split, style)
     if done is not None:
         return done
     check_output_dir(out, is_scenes_dir, "a scenes data set")
-    _check_target(out, split)
+    _check_target(out, split, style)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out if out.exists() else out.parent
     tmp = staging / f".{out.name}.{split}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
@@ -144,7 +184,7 @@ def write_scenes(
     try:
         (tmp / split).mkdir()
         (tmp / "annotations").mkdir()
-        coco = _render_split(tmp / split, images, size, seed, split, workers)
+        coco = _render_split(tmp / split, _params(images, size, seed, split, style), workers)
         tmp_json = tmp / "annotations" / f"instances_{split}.json"
         tmp_json.write_text(json.dumps(coco, separators=(",", ":")))
         json_path = out / "annotations" / f"instances_{split}.json"
@@ -162,22 +202,20 @@ def write_scenes(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _render_split(
-    folder: Path, images: int, size: int, seed: int, split: str, workers: int
-) -> dict:
-    """Render images 1..images into `folder` (JPEGs) with `workers` processes; the COCO
-    instances dict of the split (annotation ids in image order, whatever the workers)."""
+def _render_split(folder: Path, params: dict, workers: int) -> dict:
+    """Render images 1..images of `params` (see _params) into `folder` (JPEGs) with `workers`
+    processes; the COCO instances dict of the split (annotation ids in image order, whatever
+    the workers)."""
+    images = params["images"]
     coco = {
-        "info": {
-            "description": "SlotCon Explorer built-in scenes",
-            "scenes": _params(images, size, seed, split),
-        },
+        "info": {"description": "SlotCon Explorer built-in scenes", "scenes": params},
         "licenses": [],
         "images": [],
         "annotations": [],
         "categories": CATEGORIES,
     }
-    jobs = [(str(folder), i, seed, size) for i in range(1, images + 1)]
+    job = (params["seed"], params["size"], params["style"])
+    jobs = [(str(folder), i, *job) for i in range(1, images + 1)]
     with multiprocessing.Pool(min(workers, images)) if workers > 1 else _Serial() as pool:
         chunk = max(1, min(16, images // (4 * workers)))
         for record, anns in tqdm(
