@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from explorer import ServeConfig, UploadLimits, build_app, launch_options, open_context
     from explorer.auth import read_credentials
+    from explorer.comparison import open_comparison
+    from explorer.timeline import Timeline
 
     try:
         auth = read_credentials(args.auth, args.auth_file, os.environ)
@@ -111,16 +113,18 @@ def main(argv: list[str] | None = None) -> int:
             ServeConfig(limits=limits),
             device=args.device,
             image_root=args.image_root,
-            compare=args.compare,
-            run=args.run,
         )
+        comparison = open_comparison(ctx, args.compare) if args.compare is not None else None
+        timeline = Timeline(ctx, args.run, comparison) if args.run is not None else None
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    demo = build_app(ctx)
-    if ctx.timeline is not None:
-        warm_timeline(ctx.timeline)
-    options = launch_options(ctx, args.index, args.checkpoint, args.host, args.port, auth)
+    demo = build_app(ctx, comparison, timeline)
+    if timeline is not None:
+        warm_timeline(timeline)
+    options = launch_options(
+        ctx, args.index, args.checkpoint, args.host, args.port, auth, comparison, timeline
+    )
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **options)
     print(f"SlotCon Explorer running at {url}  (Ctrl+C to stop)", flush=True)
     try:

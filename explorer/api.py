@@ -14,14 +14,9 @@ import numpy as np
 
 from explorer import thumbnails
 from explorer import view as views
-from explorer.actions import (
-    parse_prototype,
-    segment_caption,
-    similar_caption,
-    top_segments,
-    upload,
-)
+from explorer.concept_actions import parse_prototype, segment_caption, top_segments
 from explorer.context import AppContext
+from explorer.image_actions import similar_caption, upload
 from explorer.uploads import UploadRejected
 
 

@@ -52,7 +52,6 @@ def open_comparison(ctx: AppContext, compare_dir: str | Path) -> Comparison:
         encoder=None,
         colours=colours,
         index_key=index_key(index_b.manifest),
-        comparison=None,
     )
     return Comparison(
         other=other,

@@ -1,10 +1,16 @@
-"""The shared, read-only resources of one running app, loaded once and passed to every tab."""
+"""The shared, read-only resources of one running app, loaded once and passed to every tab.
+
+Data only: the index, the encoder, the cache folder, the serving limits, the palette. What is
+built on top of a context (explorer.comparison's second model, explorer.timeline's training run)
+depends on this module and not the other way: app.py constructs those and hands them to
+explorer.ui.build_app beside the context.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,8 +20,6 @@ from explorer.render import palette
 from explorer.uploads import UploadLimits
 
 if TYPE_CHECKING:
-    from explorer.comparison import Comparison
-    from explorer.timeline import Timeline
     from indexing import ConceptIndex
     from model import SlotConEncoder
 
@@ -44,8 +48,6 @@ class AppContext:
     config: ServeConfig
     colours: np.ndarray  # (K, 3) uint8 palette, one colour per prototype
     index_key: str  # short hash of the index manifest: keeps thumbnails of two indexes apart
-    comparison: Comparison | None = None  # app.py --compare: a second index of the same images
-    timeline: Timeline | None = None  # app.py --run: a training run's snapshots beside this index
 
     @property
     def num_prototypes(self) -> int:
@@ -81,15 +83,10 @@ def open_context(
     config: ServeConfig | None = None,
     device: str | None = None,
     image_root: str | Path | None = None,
-    compare: str | Path | None = None,
-    run: str | Path | None = None,
 ) -> AppContext:
     """Open the index (checking that it was built with `checkpoint`, when given; its images at
-    `image_root` when they moved) and load the encoder once; with `compare`, open that index of
-    the same images and compute the correspondence (explorer.comparison); with `run`, a
-    training run's folder for the Timeline (explorer.timeline; nothing is built yet). Raises
-    indexing.IndexMismatchError / IndexFormatError / indexing.compare.ImageSetMismatch /
-    model.CheckpointError / FileNotFoundError with clear messages."""
+    `image_root` when they moved) and load the encoder once. Raises indexing.IndexMismatchError
+    / IndexFormatError / model.CheckpointError / FileNotFoundError with clear messages."""
     from indexing import ConceptIndex
     from model import load_encoder
 
@@ -97,7 +94,7 @@ def open_context(
     encoder = load_encoder(checkpoint, device=device) if checkpoint is not None else None
     cache = Path(cache_dir).resolve()
     cache.mkdir(parents=True, exist_ok=True)
-    ctx = AppContext(
+    return AppContext(
         index=index,
         encoder=encoder,
         cache_dir=cache,
@@ -105,12 +102,3 @@ def open_context(
         colours=palette(int(index.num_prototypes)),
         index_key=index_key(index.manifest),
     )
-    if compare is not None:
-        from explorer.comparison import open_comparison
-
-        ctx = replace(ctx, comparison=open_comparison(ctx, compare))
-    if run is not None:
-        from explorer.timeline import Timeline
-
-        ctx = replace(ctx, timeline=Timeline(ctx, run))
-    return ctx

@@ -109,22 +109,7 @@ def concept_map(vectors: np.ndarray, table: pd.DataFrame, selected: int | None =
         )
     if selected is not None and selected in table.index:
         row = table.index.get_loc(selected)
-        fig.add_trace(
-            go.Scatter(
-                x=[xy[row, 0]],
-                y=[xy[row, 1]],
-                mode="markers",
-                name="selected",
-                showlegend=False,
-                hoverinfo="skip",
-                customdata=[selected],
-                marker={
-                    "size": sizes[row] + 10,
-                    "color": "rgba(0,0,0,0)",
-                    "line": {"width": 3, "color": "#ffb000"},
-                },
-            )
-        )
+        fig.add_trace(_selection_ring(xy[row], sizes[row], selected))
     fig.update_layout(
         margin={"l": 10, "r": 10, "t": 28, "b": 10},  # room for plotly's toolbar
         height=430,
@@ -136,6 +121,24 @@ def concept_map(vectors: np.ndarray, table: pd.DataFrame, selected: int | None =
         clickmode="event",
     )
     return fig
+
+
+def _selection_ring(xy: np.ndarray, size: float, selected: int) -> go.Scatter:
+    """An orange ring around the selected prototype's point at `xy` (2,)."""
+    return go.Scatter(
+        x=[xy[0]],
+        y=[xy[1]],
+        mode="markers",
+        name="selected",
+        showlegend=False,
+        hoverinfo="skip",
+        customdata=[selected],
+        marker={
+            "size": size + 10,
+            "color": "rgba(0,0,0,0)",
+            "line": {"width": 3, "color": "#ffb000"},
+        },
+    )
 
 
 def _marker_label(row: pd.Series) -> str:

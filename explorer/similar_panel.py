@@ -1,5 +1,5 @@
 """The similar-segments panel of the Image tab: the collection's nearest slots to the selected
-segment (explorer.actions.show_similar fills it). Layout only.
+segment (explorer.image_actions.show_similar fills it). Layout only.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from explorer import actions
+from explorer import image_actions
 from explorer.context import AppContext
 
 
@@ -28,7 +28,9 @@ class SimilarPanel:
 def build(ctx: AppContext) -> SimilarPanel:
     with gr.Row(equal_height=True):
         title = gr.Markdown(
-            actions.similar_heading(ctx, None, 0), latex_delimiters=[], elem_id="similar-heading"
+            image_actions.similar_heading(ctx, None, 0),
+            latex_delimiters=[],
+            elem_id="similar-heading",
         )
         same = gr.Checkbox(label="same prototype only", value=False, scale=0, min_width=180)
         k = gr.Slider(

@@ -7,13 +7,12 @@ cached under <cache>/timeline/, and rebuilt when a snapshot file changes (the ca
 the file's sha256). A snapshot that is the checkpoint of the app's index (or of the --compare
 index) is not built again: that index is used.
 
-No Gradio here (explorer/timeline_tab.py lays it out).
+The run's folder is read by explorer.run_log. No Gradio here (explorer/timeline_tab.py lays it
+out).
 """
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
 import threading
 from collections.abc import Callable
@@ -22,28 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
+from explorer.comparison import Comparison
 from explorer.context import AppContext, index_key
 from explorer.render import palette
+from explorer.run_log import Snapshot, find_snapshots, read_log
 from indexing.compare import Correspondence, correspondence
 
-SNAPSHOT_FILE = re.compile(r"encoder-epoch(\d+)\.pt")  # model.train.snapshot_path's names
-LOSS_COLUMNS = ("loss", "group_loss", "slot_loss")
-MAX_PLOT_POINTS = 2000  # longer logs are averaged into this many buckets per curve
 Progress = Callable[[float, str], None]  # (fraction done, what is happening)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    epoch: int
-    path: Path
-
-
-@dataclass(frozen=True)
-class RunLog:
-    steps: pd.DataFrame  # step, epoch and whichever of LOSS_COLUMNS the log has
-    unreadable: int  # lines that were not JSON objects with a step (e.g. one being written)
 
 
 @dataclass(frozen=True)
@@ -59,81 +44,17 @@ class Stage:
     reused: str  # "" when built for the timeline, else which index it is ("this index", ...)
 
 
-def find_snapshots(run_dir: str | Path) -> list[Snapshot]:
-    """RUN_DIR/snapshots/encoder-epochNNNN.pt, by epoch."""
-    folder = Path(run_dir) / "snapshots"
-    found = []
-    for path in folder.glob("encoder-epoch*.pt") if folder.is_dir() else ():
-        match = SNAPSHOT_FILE.fullmatch(path.name)
-        if match and path.is_file():
-            found.append(Snapshot(int(match.group(1)), path))
-    return sorted(found, key=lambda s: s.epoch)
-
-
-def read_log(run_dir: str | Path) -> RunLog:
-    """RUN_DIR/log.jsonl (one JSON object per optimisation step, model.train writes it) ->
-    RunLog; lines that do not parse are counted, not fatal (the trainer may be writing one)."""
-    rows, unreadable = [], 0
-    path = Path(run_dir) / "log.jsonl"
-    if path.is_file():
-        with path.open(encoding="utf-8", errors="replace") as lines:
-            for line in lines:
-                try:
-                    row = json.loads(line)
-                    step = int(row["step"])
-                except (ValueError, KeyError, TypeError):
-                    unreadable += line.strip() != ""
-                    continue
-                entry = {"step": step, "epoch": row.get("epoch")}
-                for column in LOSS_COLUMNS:
-                    value = row.get(column)
-                    if isinstance(value, int | float):
-                        entry[column] = float(value)
-                rows.append(entry)
-    steps = pd.DataFrame(rows, columns=["step", "epoch", *LOSS_COLUMNS])
-    return RunLog(steps.sort_values("step", kind="stable").reset_index(drop=True), unreadable)
-
-
-def loss_figure(log: RunLog, snapshots: list[Snapshot]) -> go.Figure:
-    """The loss curves against the step (bucket means beyond MAX_PLOT_POINTS steps), with a
-    dotted line at the end of every snapshot's epoch."""
-    steps = log.steps
-    figure = go.Figure()
-    if len(steps) > MAX_PLOT_POINTS:
-        bucket = np.arange(len(steps)) * MAX_PLOT_POINTS // len(steps)
-        steps = steps.groupby(bucket).mean(numeric_only=True)
-    for column in LOSS_COLUMNS:
-        if steps[column].notna().any():
-            figure.add_trace(go.Scatter(x=steps["step"], y=steps[column], name=column))
-    ends = log.steps.groupby("epoch")["step"].max() if len(log.steps) else pd.Series()
-    for snapshot in snapshots:
-        # snapshot after `epoch` completed epochs: the last step of epoch index epoch - 1
-        if snapshot.epoch - 1 in ends.index:
-            figure.add_vline(
-                x=float(ends[snapshot.epoch - 1]),
-                line_dash="dot",
-                line_color="grey",
-                annotation_text=f"epoch {snapshot.epoch}",
-            )
-    title = "training loss per step" if len(log.steps) else "no log.jsonl in the run folder"
-    figure.update_layout(
-        height=320,
-        margin={"l": 50, "r": 10, "t": 40, "b": 40},
-        title={"text": title, "x": 0},
-        xaxis={"title": "step"},
-        yaxis={"title": "loss"},
-    )
-    return figure
-
-
 class Timeline:
     """The run beside the app's model. Thread-safe: one build at a time, results kept."""
 
-    def __init__(self, ctx: AppContext, run_dir: str | Path):
+    def __init__(self, ctx: AppContext, run_dir: str | Path, comparison: Comparison | None = None):
+        """`comparison`: the app's --compare model, whose index serves a snapshot that is its
+        checkpoint (not built again)."""
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise FileNotFoundError(f"--run {run_dir}: no such folder (a model.train --out)")
         self.ctx = ctx
+        self.comparison = comparison
         self.run_dir = run_dir.resolve()
         self.log = read_log(run_dir)
         self.snapshots = find_snapshots(run_dir)
@@ -203,7 +124,7 @@ class Timeline:
         """The app's index or its --compare index when `sha` is their checkpoint."""
         if _checkpoint_sha(self.ctx) == sha:
             return self.ctx, "this index"
-        comparison = self.ctx.comparison
+        comparison = self.comparison
         if comparison is not None and _checkpoint_sha(comparison.other) == sha:
             return comparison.other, "the --compare index"
         return None
@@ -228,7 +149,6 @@ class Timeline:
             encoder=None,
             colours=palette(int(index.num_prototypes)),
             index_key=index_key(index.manifest),
-            comparison=None,
         )
         other.thumbs_dir.mkdir(parents=True, exist_ok=True)  # served by explorer.ui.build_app
         return other

@@ -2,35 +2,35 @@
 model its matched prototype in every snapshot, early to late, with their top segments. Opening
 the tab (or pressing Show) builds the snapshots' indexes that are missing, with progress shown.
 Also the API endpoint /timeline (the strip as a table). Layout and wiring only: what the events
-do is in explorer.actions."""
+do is in explorer.compare_actions."""
 
 from __future__ import annotations
 
 import gradio as gr
 
-from explorer import actions
+from explorer import compare_actions, concept_actions
 from explorer.context import AppContext
-from explorer.timeline import loss_figure
+from explorer.run_log import loss_figure
+from explorer.timeline import Timeline
 
 STRIP_K = 6  # segments shown per snapshot at start
 
 
-def build(ctx: AppContext, tab: gr.Tab) -> None:
+def build(ctx: AppContext, timeline: Timeline, tab: gr.Tab) -> None:
     """Lay out and wire the tab; `tab` is the gr.Tab it sits in (opening it shows the strip)."""
-    timeline = ctx.timeline
     gr.Markdown(timeline.summary(), elem_id="timeline-summary")
     gr.Plot(
         loss_figure(timeline.log, timeline.snapshots), elem_id="timeline-loss", show_label=False
     )
     with gr.Row(equal_height=False, elem_classes="bottom-aligned"):
         prototype = gr.Dropdown(
-            actions.prototype_choices(actions.concept_table(ctx)),
-            value=actions.first_prototype(ctx),
+            concept_actions.prototype_choices(concept_actions.concept_table(ctx)),
+            value=concept_actions.first_prototype(ctx),
             label="Prototype of this index",
             elem_id="timeline-prototype",
         )
         k = gr.Slider(
-            1, actions.TIMELINE_MAX_K, value=STRIP_K, step=1, label="segments per snapshot"
+            1, compare_actions.TIMELINE_MAX_K, value=STRIP_K, step=1, label="segments per snapshot"
         )
         show = gr.Button("Show timeline", variant="primary", elem_id="timeline-show")
     status = gr.Markdown(
@@ -47,7 +47,9 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
     ]
 
     def on_show(prototype, k, progress=gr.Progress()):  # noqa: B008 (gradio idiom)
-        shown = actions.timeline_strip(ctx, prototype, k, lambda f, what: progress(f, desc=what))
+        shown = compare_actions.timeline_strip(
+            ctx, timeline, prototype, k, lambda f, what: progress(f, desc=what)
+        )
         galleries = (gr.Gallery(items, label=label) for label, items in shown.galleries)
         return (shown.status, shown.table, *galleries)
 
@@ -60,16 +62,16 @@ def build(ctx: AppContext, tab: gr.Tab) -> None:
         api_visibility="private",
         **one_at_a_time,
     )
-    _endpoint(ctx, one_at_a_time)
+    _endpoint(ctx, timeline, one_at_a_time)
 
 
-def _endpoint(ctx: AppContext, concurrency: dict) -> None:
+def _endpoint(ctx: AppContext, timeline: Timeline, concurrency: dict) -> None:
     """/timeline: a prototype of this index -> its partner in every snapshot (API only)."""
     with gr.Column(visible=False):
         prototype = gr.Number(precision=0, label="prototype")
         table = gr.Dataframe(label="partner in each snapshot")
 
     def timeline_endpoint(prototype):
-        return actions.timeline_strip(ctx, prototype, 1).table
+        return compare_actions.timeline_strip(ctx, timeline, prototype, 1).table
 
     gr.on([], timeline_endpoint, prototype, table, api_name="timeline", **concurrency)

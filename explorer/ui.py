@@ -1,7 +1,9 @@
 """The whole app: header, tabs, cross-tab events, the concept-map click bridge, launch options.
 
-`build_app(ctx)` returns the gr.Blocks without launching it; `launch_options(ctx, ...)` gives
-the keyword arguments for demo.launch that make serving safe (paths, upload size, bind address).
+`build_app(ctx, comparison, timeline)` returns the gr.Blocks without launching it (the Compare
+and Timeline tabs only when app.py gives a comparison, a training run); `launch_options(ctx, ...)`
+gives the keyword arguments for demo.launch that make serving safe (paths, upload size, bind
+address).
 """
 
 from __future__ import annotations
@@ -13,18 +15,21 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from explorer import (
-    actions,
     api,
     compare_tab,
+    concept_actions,
     concepts_tab,
     evaluation_tab,
+    image_actions,
     image_tab,
     timeline_tab,
 )
 from explorer.auth import ClientAddress, LoginGuard
+from explorer.comparison import Comparison
 from explorer.context import AppContext
 from explorer.plot_click import plotly_click_js
 from explorer.render import LEGEND_CSS
+from explorer.timeline import Timeline
 
 # Gradio keeps a copy of every upload (and of every export handed out) in its cache folder; it
 # deletes those older than an hour, checking every 10 minutes (uploads are read at once; an
@@ -82,16 +87,19 @@ def describe(ctx: AppContext) -> str:
     )
 
 
-def build_app(ctx: AppContext) -> gr.Blocks:
-    """The Blocks of the app (not launched).
+def build_app(
+    ctx: AppContext, comparison: Comparison | None = None, timeline: Timeline | None = None
+) -> gr.Blocks:
+    """The Blocks of the app (not launched): the Compare tab with `comparison` (app.py
+    --compare), the Timeline tab with `timeline` (app.py --run).
 
     Thumbnails and overlays are served in place from the cache dir (gr.set_static_paths, a
     process-wide Gradio setting): no hashing and copying of every file into Gradio's cache.
     """
     folders = [ctx.thumbs_dir, ctx.overlays_dir]
-    if ctx.comparison is not None:  # model B's thumbnails (same cache, B's own folder)
-        folders.append(ctx.comparison.other.thumbs_dir)
-    if ctx.timeline is not None:  # the snapshots' indexes, built later: every index's thumbnails
+    if comparison is not None:  # model B's thumbnails (same cache, B's own folder)
+        folders.append(comparison.other.thumbs_dir)
+    if timeline is not None:  # the snapshots' indexes, built later: every index's thumbnails
         folders.append(ctx.thumbs_dir.parent)
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
@@ -105,13 +113,13 @@ def build_app(ctx: AppContext) -> gr.Blocks:
                 image = image_tab.build(ctx)
             with gr.Tab("Evaluation", id="evaluation"):
                 evaluation_tab.build(ctx)
-            if ctx.comparison is not None:  # app.py --compare B
+            if comparison is not None:  # app.py --compare B
                 with gr.Tab("Compare", id="compare"):
-                    compare_tab.build(ctx)
+                    compare_tab.build(ctx, comparison)
                 demo.load(None, js=compare_tab.HEATMAP_CLICK_JS)
-            if ctx.timeline is not None:  # app.py --run RUN_DIR
+            if timeline is not None:  # app.py --run RUN_DIR
                 with gr.Tab("Timeline", id="timeline") as tab:
-                    timeline_tab.build(ctx, tab)
+                    timeline_tab.build(ctx, timeline, tab)
         api.build(ctx)
         _wire_across(ctx, demo, tabs, concepts, image)
         demo.load(None, js=MAP_CLICK_JS)
@@ -124,10 +132,10 @@ def _wire_across(ctx: AppContext, demo: gr.Blocks, tabs, concepts, image) -> Non
     light = {"concurrency_id": "render", "concurrency_limit": ctx.config.search_concurrency}
 
     def open_from_concepts(hits, opacity, k, same, evt: gr.SelectData):
-        view = actions.open_hit(ctx, hits, evt.index)
+        view = image_actions.open_hit(ctx, hits, evt.index)
         return (
             view.image_id,
-            *actions.present(ctx, view, opacity, k, same),
+            *image_actions.present(ctx, view, opacity, k, same),
             gr.Tabs(selected="image"),
         )
 
@@ -138,9 +146,9 @@ def _wire_across(ctx: AppContext, demo: gr.Blocks, tabs, concepts, image) -> Non
 
     def on_load(sort, prototype, k, view, opacity, sim_k, same):
         return (
-            *actions.refresh(ctx, sort, prototype),
-            *actions.show_prototype(ctx, prototype, k),
-            *actions.present(ctx, view, opacity, sim_k, same),
+            *concept_actions.refresh(ctx, sort, prototype),
+            *concept_actions.show_prototype(ctx, prototype, k),
+            *image_actions.present(ctx, view, opacity, sim_k, same),
         )
 
     concepts.gallery.select(
@@ -169,6 +177,8 @@ def launch_options(
     host: str = "127.0.0.1",
     port: int | None = None,
     auth: tuple[str, str] | None = None,
+    comparison: Comparison | None = None,
+    timeline: Timeline | None = None,
 ) -> dict:
     """demo.launch(**options): binds to `host` (loopback by default, never a share link),
     serves only the pictures it makes (thumbnails and overlays, static paths set by build_app)
@@ -181,11 +191,11 @@ def launch_options(
     blocked = [index_dir, index_dir.with_name(index_dir.name + ".labels.json")]
     if checkpoint is not None:
         blocked.append(Path(checkpoint).resolve())
-    if ctx.comparison is not None:  # index B: its tables and names file are not for download
-        other = Path(ctx.comparison.other.index.root).resolve()
+    if comparison is not None:  # index B: its tables and names file are not for download
+        other = Path(comparison.other.index.root).resolve()
         blocked += [other, other.with_name(other.name + ".labels.json")]
-    if ctx.timeline is not None:  # the run's checkpoints and log
-        blocked.append(ctx.timeline.run_dir)
+    if timeline is not None:  # the run's checkpoints and log
+        blocked.append(timeline.run_dir)
     return {
         "server_name": host,
         "server_port": port,

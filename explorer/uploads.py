@@ -40,6 +40,23 @@ def read_upload(path: str | Path | None, limits: UploadLimits) -> Upload:
     a full decode (truncated files fail here). Raises UploadRejected with a clear message for
     each.
     """
+    path = _check_file(path, limits)
+    _check_header(path, limits)
+    try:
+        image = load_rgb(path, max_pixels=limits.max_pixels)
+    except UnreadableImage as error:
+        raise UploadRejected(
+            "The image could not be decoded completely (truncated or damaged file?)."
+        ) from error
+    original_size = image.size
+    size = reduced_size(image.size, limits.work_side)
+    if size != image.size:
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    return Upload(image, original_size)
+
+
+def _check_file(path: str | Path | None, limits: UploadLimits) -> Path:
+    """A file was given, it exists, and its size in bytes is within the limit."""
     if path is None or str(path) == "":
         raise UploadRejected("No file was uploaded.")
     path = Path(path)
@@ -53,6 +70,12 @@ def read_upload(path: str | Path | None, limits: UploadLimits) -> Upload:
             f"The file is {size / 2**20:.1f} MB; uploads are limited to "
             f"{limits.max_bytes / 2**20:.0f} MB."
         )
+    return path
+
+
+def _check_header(path: Path, limits: UploadLimits) -> None:
+    """PIL recognises the file; its pixel count and smallest side from the header, as stored
+    and once reduced to `work_side`, are within the limits."""
     try:
         with Image.open(path) as header:  # reads the header only
             width, height = header.width, header.height
@@ -82,17 +105,6 @@ def read_upload(path: str | Path | None, limits: UploadLimits) -> Upload:
             f"its longer side, it would be only {short} pixels on the other, and at least "
             f"{limits.min_side} are needed to find segments. Please crop it."
         )
-    try:
-        image = load_rgb(path, max_pixels=limits.max_pixels)
-    except UnreadableImage as error:
-        raise UploadRejected(
-            "The image could not be decoded completely (truncated or damaged file?)."
-        ) from error
-    original_size = image.size
-    size = reduced_size(image.size, limits.work_side)
-    if size != image.size:
-        image = image.resize(size, Image.Resampling.LANCZOS)
-    return Upload(image, original_size)
 
 
 def reduced_size(size: tuple[int, int], work_side: int) -> tuple[int, int]:

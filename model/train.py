@@ -320,6 +320,28 @@ def _model(cfg: TrainConfig, device: torch.device, world: int) -> SlotCon:
     return model
 
 
+def _schedule(cfg: TrainConfig, steps_per_epoch: int) -> Schedule:
+    """The learning-rate and teacher-momentum schedule of the whole run (cfg.epochs)."""
+    return Schedule(
+        total_steps=cfg.epochs * steps_per_epoch,
+        warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
+        lr=cfg.lr,
+        min_lr=cfg.min_lr,
+        momentum=cfg.teacher_momentum,
+    )
+
+
+def _resume(out: Path, cfg: TrainConfig, model, optimizer, scaler) -> tuple[int, int]:
+    """(epoch, step) to start at: those of out/last.pt, restored into the model, optimizer and
+    scaler, when the run has one; else (0, 0)."""
+    if not (out / "last.pt").is_file():
+        return 0, 0
+    start_epoch, step = _restore(out / "last.pt", cfg, model, optimizer, scaler)
+    if distributed.is_main_process():
+        print(f"resuming from {out / 'last.pt'} at epoch {start_epoch}, step {step}")
+    return start_epoch, step
+
+
 def train(cfg: TrainConfig, resume: bool = True, stop_after_epochs: int | None = None) -> Path:
     """Run (or continue) training; returns the output directory.
 
@@ -334,22 +356,11 @@ def train(cfg: TrainConfig, resume: bool = True, stop_after_epochs: int | None =
 
     model = _model(cfg, device, world)
     sampler, batches = _data(cfg, per_rank, rank, world, device)
-    steps_per_epoch = len(sampler) // per_rank
-    schedule = Schedule(
-        total_steps=cfg.epochs * steps_per_epoch,
-        warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
-        lr=cfg.lr,
-        min_lr=cfg.min_lr,
-        momentum=cfg.teacher_momentum,
-    )
+    schedule = _schedule(cfg, steps_per_epoch=len(sampler) // per_rank)
     optimizer = build_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay)
     amp_dtype = _autocast_dtype(cfg, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    start_epoch, step = 0, 0
-    if resume and (out / "last.pt").is_file():
-        start_epoch, step = _restore(out / "last.pt", cfg, model, optimizer, scaler)
-        if distributed.is_main_process():
-            print(f"resuming from {out / 'last.pt'} at epoch {start_epoch}, step {step}")
+    start_epoch, step = _resume(out, cfg, model, optimizer, scaler) if resume else (0, 0)
     net = DistributedDataParallel(model, device_ids=_device_ids(device)) if world > 1 else model
 
     main = distributed.is_main_process()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import struct
 import warnings
@@ -322,16 +323,37 @@ def explorer_app(explorer_data, explorer_ctx):
 
 
 @contextlib.contextmanager
-def launched(ctx, data: dict):
-    """The app of `ctx` (over the index and checkpoint of `data`) launched in this process on
-    a free port: yields its URL, closes it after."""
+def launched(ctx, data: dict, comparison=None, timeline=None):
+    """The app of `ctx` (over the index and checkpoint of `data`; with the Compare tab of
+    `comparison`, the Timeline tab of `timeline`) launched in this process on a free port:
+    yields its URL, closes it after."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     from explorer import build_app, launch_options
 
-    demo = build_app(ctx)
-    options = launch_options(ctx, data["index"], data["checkpoint"], port=free_port())
+    demo = build_app(ctx, comparison, timeline)
+    options = launch_options(
+        ctx,
+        data["index"],
+        data["checkpoint"],
+        port=free_port(),
+        comparison=comparison,
+        timeline=timeline,
+    )
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **options)
     try:
         yield url.rstrip("/")
     finally:
         demo.close()
+
+
+def write_log(path: Path, steps: int, extra_lines: tuple[str, ...] = ()) -> None:
+    """A model.train log.jsonl of `steps` steps (5 per epoch, falling losses), then
+    `extra_lines` as they are."""
+    lines = [
+        json.dumps(
+            {"step": s, "epoch": (s - 1) // 5, "loss": 8 - s / 10, "group_loss": 9 - s / 10}
+            | {"slot_loss": 7 - s / 10, "lr": 1e-3}
+        )
+        for s in range(1, steps + 1)
+    ]
+    path.write_text("\n".join([*lines, *extra_lines]) + "\n")

@@ -48,7 +48,7 @@ def compare_data(explorer_data, tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="module")
-def compare_ctx(explorer_data, compare_data, tmp_path_factory):
+def compare_ctx(explorer_data, tmp_path_factory):
     from explorer import open_context
 
     return open_context(
@@ -56,16 +56,23 @@ def compare_ctx(explorer_data, compare_data, tmp_path_factory):
         explorer_data["checkpoint"],
         tmp_path_factory.mktemp("compare-cache"),
         device="cpu",
-        compare=compare_data["b"],
     )
 
 
 @pytest.fixture(scope="module")
-def compare_app(explorer_data, compare_ctx):
+def comparison(compare_ctx, compare_data):
+    """Model B beside the app's model, as app.py --compare builds it."""
+    from explorer.comparison import open_comparison
+
+    return open_comparison(compare_ctx, compare_data["b"])
+
+
+@pytest.fixture(scope="module")
+def compare_app(explorer_data, compare_ctx, comparison):
     """The app with the Compare tab, launched in this process; yields its URL."""
     from conftest import launched
 
-    with launched(compare_ctx, explorer_data) as url:
+    with launched(compare_ctx, explorer_data, comparison=comparison) as url:
         yield url
 
 
@@ -74,8 +81,7 @@ def client(compare_app):
     return Client(compare_app, verbose=False)
 
 
-def test_context_holds_the_correspondence(compare_ctx):
-    comparison = compare_ctx.comparison
+def test_comparison_holds_the_correspondence(compare_ctx, comparison):
     assert comparison.result.shape == (8, 5) and comparison.result.images == 60
     k_a = compare_ctx.num_prototypes
     for a, b in zip(comparison.matching["a"], comparison.matching["b"]):
@@ -87,11 +93,11 @@ def test_context_holds_the_correspondence(compare_ctx):
     assert sorted(comparison.order_b) == list(range(5))
 
 
-def test_image_pair_table(compare_ctx):
+def test_image_pair_table(compare_ctx, comparison):
     from explorer.comparison import image_pair
 
     image_id = compare_ctx.index.image_ids()[3]
-    over_a, over_b, table = image_pair(compare_ctx, compare_ctx.comparison, image_id)
+    over_a, over_b, table = image_pair(compare_ctx, comparison, image_id)
     assert over_a.shape == over_b.shape and over_a.dtype == np.uint8
     assert list(table.columns) == ["a", "b", "area_a %", "area_b %", "iou_here", "iou_collection"]
     assert table["area_a %"].sum() == pytest.approx(100, abs=1)
@@ -100,9 +106,11 @@ def test_image_pair_table(compare_ctx):
 
 def test_different_image_sets_are_refused(explorer_data, compare_data, tmp_path, capsys):
     from explorer import open_context
+    from explorer.comparison import open_comparison
 
+    ctx = open_context(explorer_data["index"], None, tmp_path)
     with pytest.raises(ImageSetMismatch, match="10 images differ"):
-        open_context(explorer_data["index"], None, tmp_path, compare=compare_data["subset"])
+        open_comparison(ctx, compare_data["subset"])
     import app
 
     status = app.main(
@@ -118,13 +126,13 @@ def test_endpoints_are_named(client):
     assert {"/compare_image", "/correspondence"} <= set(endpoints)
 
 
-def test_correspondence_endpoint(client, compare_ctx):
+def test_correspondence_endpoint(client, comparison):
     table = client.predict(api_name="/correspondence")
     assert table["headers"] == ["a", "b", "pixels", "iou", "matched"]
     rows = [dict(zip(table["headers"], row)) for row in table["data"]]
-    assert sum(r["pixels"] for r in rows) == int(compare_ctx.comparison.result.counts.sum())
+    assert sum(r["pixels"] for r in rows) == int(comparison.result.counts.sum())
     matched = [(r["a"], r["b"]) for r in rows if r["matched"]]
-    expected = compare_ctx.comparison.matching
+    expected = comparison.matching
     assert sorted(matched) == sorted(zip(expected["a"].tolist(), expected["b"].tolist()))
 
 
@@ -143,10 +151,9 @@ def test_compare_image_endpoint(client, compare_ctx):
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_compare_tab_in_the_browser(browser, compare_app, compare_ctx):
+def test_compare_tab_in_the_browser(browser, compare_app, comparison):
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    comparison = compare_ctx.comparison
     ARTIFACTS.mkdir(exist_ok=True)
     page, errors = new_page(browser)
     page.goto(compare_app)

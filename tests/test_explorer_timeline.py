@@ -1,38 +1,24 @@
-"""app.py --run: a training run's log and snapshots beside the app's index (explorer.timeline),
-the /timeline endpoint through gradio_client, the Timeline tab in Debian's chromium, and the
-demo run committed under assets/."""
+"""app.py --run: a training run's snapshots beside the app's index (explorer.timeline), the
+/timeline endpoint through gradio_client and the Timeline tab in Debian's chromium."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import new_page
+from conftest import new_page, write_log
 from gradio_client import Client
 
-from explorer.timeline import Timeline, find_snapshots, loss_figure, read_log
+from explorer.timeline import Timeline
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting:Warning"),
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:Warning"),
 ]
-ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).parent / "artifacts"
-
-
-def write_log(path: Path, steps: int, extra_lines: tuple[str, ...] = ()) -> None:
-    lines = [
-        json.dumps(
-            {"step": s, "epoch": (s - 1) // 5, "loss": 8 - s / 10, "group_loss": 9 - s / 10}
-            | {"slot_loss": 7 - s / 10, "lr": 1e-3}
-        )
-        for s in range(1, steps + 1)
-    ]
-    path.write_text("\n".join([*lines, *extra_lines]) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +37,7 @@ def run_dir(explorer_data, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def timeline_ctx(explorer_data, run_dir, tmp_path_factory):
+def timeline_ctx(explorer_data, tmp_path_factory):
     from explorer import open_context
 
     return open_context(
@@ -59,33 +45,13 @@ def timeline_ctx(explorer_data, run_dir, tmp_path_factory):
         explorer_data["checkpoint"],
         tmp_path_factory.mktemp("timeline-cache"),
         device="cpu",
-        run=run_dir,
     )
 
 
-def test_read_log_skips_lines_it_cannot_read(tmp_path):
-    write_log(tmp_path / "log.jsonl", 4, ("{not json", "", '{"epoch": 3}', '{"step": 0, "loss'))
-    log = read_log(tmp_path)
-    assert log.steps["step"].tolist() == [1, 2, 3, 4]
-    assert log.unreadable == 3  # the blank line is not counted
-    assert log.steps["loss"].tolist() == pytest.approx([7.9, 7.8, 7.7, 7.6])
-    assert read_log(tmp_path / "absent").steps.empty
-
-
-def test_snapshots_sorted_by_epoch_number(tmp_path):
-    folder = tmp_path / "snapshots"
-    folder.mkdir()
-    for name in ("encoder-epoch0100.pt", "encoder-epoch0020.pt", "notes.pt", "encoder-epochX.pt"):
-        (folder / name).write_bytes(b"")
-    assert [s.epoch for s in find_snapshots(tmp_path)] == [20, 100]
-
-
-def test_loss_figure_buckets_long_logs(tmp_path):
-    write_log(tmp_path / "log.jsonl", 5000)
-    figure = loss_figure(read_log(tmp_path), [])
-    assert [trace.name for trace in figure.data] == ["loss", "group_loss", "slot_loss"]
-    assert all(len(trace.x) == 2000 for trace in figure.data)
-    assert float(figure.data[0].y[0]) == pytest.approx(np.mean([8 - s / 10 for s in (1, 2, 3)]))
+@pytest.fixture(scope="module")
+def timeline(timeline_ctx, run_dir):
+    """The run beside the app's model, as app.py --run builds it."""
+    return Timeline(timeline_ctx, run_dir)
 
 
 def test_a_folder_without_log_or_snapshots_is_refused(explorer_ctx, tmp_path):
@@ -95,8 +61,7 @@ def test_a_folder_without_log_or_snapshots_is_refused(explorer_ctx, tmp_path):
         Timeline(explorer_ctx, tmp_path)
 
 
-def test_stages_build_once_and_reuse_the_apps_index(timeline_ctx):
-    timeline = timeline_ctx.timeline
+def test_stages_build_once_and_reuse_the_apps_index(timeline, timeline_ctx):
     reported = []
     stages = timeline.stages(lambda fraction, what: reported.append((fraction, what)))
     assert [s.snapshot.epoch for s in stages] == [1, 2]
@@ -126,8 +91,7 @@ def test_a_changed_snapshot_is_rebuilt_and_only_our_folder_replaced(
 
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
-    ctx = open_context(explorer_data["index"], None, tmp_path / "cache", run=run)
-    timeline = ctx.timeline
+    timeline = Timeline(open_context(explorer_data["index"], None, tmp_path / "cache"), run)
     before = timeline.stages()[0]
     old_folder = Path(before.ctx.index.root)
     keep = timeline.cache / "epoch0001-notes"  # not an index: never deleted
@@ -144,6 +108,7 @@ def test_a_changed_snapshot_is_rebuilt_and_only_our_folder_replaced(
 
 def test_a_snapshot_indexed_for_compare_is_not_built_again(explorer_data, run_dir, tmp_path):
     from explorer import open_context
+    from explorer.comparison import open_comparison
     from indexing import BuildConfig, build_index
 
     snapshot = run_dir / "snapshots" / "encoder-epoch0001.pt"
@@ -153,17 +118,19 @@ def test_a_snapshot_indexed_for_compare_is_not_built_again(explorer_data, run_di
             checkpoint=snapshot, images=explorer_data["images"], out=other, device="cpu", workers=0
         )
     )
-    ctx = open_context(explorer_data["index"], None, tmp_path / "cache", compare=other, run=run_dir)
-    stages = ctx.timeline.stages()
+    ctx = open_context(explorer_data["index"], None, tmp_path / "cache")
+    comparison = open_comparison(ctx, other)
+    timeline = Timeline(ctx, run_dir, comparison)
+    stages = timeline.stages()
     assert [s.reused for s in stages] == ["the --compare index", "this index"]
-    assert ctx.timeline.builds == 0
-    assert stages[0].ctx.index is ctx.comparison.other.index
+    assert timeline.builds == 0
+    assert stages[0].ctx.index is comparison.other.index
 
 
-def test_strip_galleries(timeline_ctx):
-    from explorer.actions import timeline_strip
+def test_strip_galleries(timeline_ctx, timeline):
+    from explorer.compare_actions import timeline_strip
 
-    status, table, shown = timeline_strip(timeline_ctx, 3, 4)
+    status, table, shown = timeline_strip(timeline_ctx, timeline, 3, 4)
     assert [label.split(" · ")[0] for label, _ in shown] == ["epoch 1", "epoch 2", "this index"]
     assert all(1 <= len(items) <= 4 for _, items in shown if items)
     assert all(Path(path).is_file() for _, items in shown for path, _ in items)
@@ -174,11 +141,11 @@ def test_strip_galleries(timeline_ctx):
 
 
 @pytest.fixture(scope="module")
-def timeline_app(explorer_data, timeline_ctx):
+def timeline_app(explorer_data, timeline_ctx, timeline):
     """The app with the Timeline tab, launched in this process; yields its URL."""
     from conftest import launched
 
-    with launched(timeline_ctx, explorer_data) as url:
+    with launched(timeline_ctx, explorer_data, timeline=timeline) as url:
         yield url
 
 
@@ -225,23 +192,3 @@ def test_timeline_tab_in_the_browser(browser, timeline_app):
     page.screenshot(path=str(ARTIFACTS / "timeline_tab.png"), full_page=True)
     page.close()
     assert not errors, errors
-
-
-# ---- the demo run that `make demo` opens ------------------------------------------------------
-
-
-def test_the_committed_demo_run_matches_the_demo_model():
-    from model import load_encoder
-
-    run = ROOT / "assets" / "demo_run"
-    files = [p for p in run.rglob("*") if p.is_file()]
-    assert sum(p.stat().st_size for p in files) < 10 * 2**20
-    snapshots = find_snapshots(run)
-    assert [s.epoch for s in snapshots] == [20, 40]
-    final = load_encoder(ROOT / "assets" / "demo_encoder.pt", device="cpu")
-    for snapshot in snapshots:
-        encoder = load_encoder(snapshot.path, device="cpu")
-        assert encoder.cfg == final.cfg
-    log = read_log(run)
-    assert log.unreadable == 0 and log.steps["step"].tolist() == list(range(1, 1861))
-    assert log.steps["epoch"].max() == 59

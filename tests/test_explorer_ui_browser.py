@@ -11,7 +11,7 @@ import pytest
 from conftest import new_page
 from scipy.ndimage import binary_erosion
 
-from explorer import actions
+from explorer import image_actions
 
 pytestmark = [
     pytest.mark.browser,
@@ -234,7 +234,7 @@ def test_upload_click_a_segment_and_see_similar_segments(page, upload_samples, e
     )
     shot(page, "image_uploaded")
     # the same model on the server side: find a pixel of a segment that is not selected yet
-    view = actions.upload(explorer_ctx, str(upload_samples["good"]))
+    view = image_actions.upload(explorer_ctx, str(upload_samples["good"]))
     target, y, x = inner_pixel(view)
     x_page, y_page = overlay_point(page, view.assignment.shape, y, x)
     page.mouse.click(x_page, y_page)
