@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 # looks at the file afresh).
 demo: $(STAMP)
 	@for index in $(DEMO_INDEX) $(DEMO_EARLY_INDEX); do \
-		$(PY) -c "import sys; from indexing.store import read_manifest; read_manifest(sys.argv[1])" \
+		$(PY) -c "import sys; from indexing.store.directory import read_manifest; read_manifest(sys.argv[1])" \
 			$$index 2>/dev/null || touch -c -d @0 $$index/manifest.json; done
 	@$(MAKE) -q $(DEMO_INDEX)/manifest.json $(DEMO_EARLY_INDEX)/manifest.json || \
 		$(MAKE) --no-print-directory $(DEMO_INDEX)/manifest.json $(DEMO_EARLY_INDEX)/manifest.json

@@ -5,7 +5,7 @@
 
 Generates held-out scenes (a seed the model never saw), groups every image at image resolution
 and scores the assignment maps against the exact labels with both mappings of
-indexing.metrics (majority vote; Hungarian after clustering the prototypes). Prints a
+indexing.scores.metrics (majority vote; Hungarian after clustering the prototypes). Prints a
 Markdown table, the per-class IoU, the object classes found (IoU >= 30), which pairs of classes
 that share a palette (natural style, model.scenes.palettes) are split, the stuff classes under
 IoU 60, and a linear probe of the features (bench/linear_probe.py), and writes JSON.
@@ -23,8 +23,8 @@ import torch
 from linear_probe import probe  # bench/linear_probe.py, beside this script
 from tqdm import tqdm
 
-from indexing.groundtruth import CocoLabels
-from indexing.metrics import ConfusionAccumulator, hungarian_scores, majority_vote_scores
+from indexing.scores.groundtruth import CocoLabels
+from indexing.scores.metrics import ConfusionAccumulator, hungarian_scores, majority_vote_scores
 from model import SlotConEncoder, load_encoder
 from model.data import load_rgb
 from model.scenes import (

@@ -27,9 +27,8 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from indexing.extract import Geometry, cell_scores, preprocess
-from indexing.groundtruth import CocoLabels
-from indexing.metrics import (
+from indexing.scores.groundtruth import CocoLabels
+from indexing.scores.metrics import (
     ConfusionAccumulator,
     hungarian_scores,
     kmeans_cosine,
@@ -37,8 +36,9 @@ from indexing.metrics import (
     match_clusters,
     scores_from_mapping,
 )
-from indexing.picie import cluster_map, fit_centroids, picie_scores
-from indexing.views import AUTHORS_VIEW
+from indexing.scores.picie import cluster_map, fit_centroids, picie_scores
+from indexing.store.rows import Geometry, cell_scores, preprocess
+from indexing.store.views import AUTHORS_VIEW
 from model import SlotConEncoder, assign_pixels, load_encoder
 from model.data import load_rgb
 from model.scenes import find_complete, write_scenes

@@ -105,7 +105,7 @@ def cpu_seconds(pid: int) -> float:
 def measure_library(index_dir: Path, queries: int, seed: int = 0) -> dict:
     """Open times (cold and warm), query latencies and recall@10 of a ConceptIndex."""
     from indexing import ConceptIndex
-    from indexing.search import exact_search, recall_at_k
+    from indexing.query.search import exact_search, recall_at_k
 
     evict(index_dir)
     began = time.perf_counter()

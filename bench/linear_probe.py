@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from indexing.groundtruth import CocoLabels
+from indexing.scores.groundtruth import CocoLabels
 from model import SlotConEncoder
 from model.data import load_rgb
 

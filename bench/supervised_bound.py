@@ -23,9 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from indexing.cocostuff import IGNORE_INDEX
-from indexing.groundtruth import CocoLabels
-from indexing.metrics import ConfusionAccumulator
+from indexing.scores.cocostuff import IGNORE_INDEX
+from indexing.scores.groundtruth import CocoLabels
+from indexing.scores.metrics import ConfusionAccumulator
 from model.config import PRESETS
 from model.data import load_rgb
 from model.encoder import SlotConEncoder

@@ -1,8 +1,9 @@
 """A synthetic index of any size in the real on-disk format (bench/index_scale.py measures it).
 
-No model runs: every number is drawn, and the files are written by indexing.writer.write_index,
-the same code as `python -m indexing build`, so ConceptIndex.open, `python -m indexing evaluate`
-and `python app.py` open the result like any other index.
+No model runs: every number is drawn, and the files are written by
+indexing.build.writer.write_index, the same code as `python -m indexing build`, so
+ConceptIndex.open, `python -m indexing evaluate` and `python app.py` open the result like any
+other index.
 
 - Images: a pool of placeholder images ("layouts": a few grey regions each, 64-96 px) is drawn
   once; every indexed image is a hard link to one of them under <images>/NNNN/NNNNNNN.png (1,000
@@ -32,13 +33,13 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from indexing.assignments import encode_assignment
-from indexing.evaluate import scores_dict
-from indexing.extract import bounding_boxes
-from indexing.metrics import ConfusionAccumulator
-from indexing.schema import Chunk, manifest_header, model_entry
-from indexing.store import is_index_dir, partial_dir, replace_directory
-from indexing.writer import write_index
+from indexing.build.writer import write_index
+from indexing.scores.evaluate import scores_dict
+from indexing.scores.metrics import ConfusionAccumulator
+from indexing.store.assignments import encode_assignment
+from indexing.store.directory import is_index_dir, partial_dir, replace_directory
+from indexing.store.rows import bounding_boxes
+from indexing.store.schema import Chunk, manifest_header, model_entry
 from model.outdir import check_output_dir
 
 SIZES = ((96, 64), (64, 96), (80, 80))  # (W, H) of the placeholder images
@@ -57,7 +58,7 @@ class SyntheticConfig:
     mean_slots: float = 8.0  # segments per image (ImageNet: ~10M over 1.28M images)
     layouts: int = 240  # distinct placeholder images
     annotated: int = 500  # images in the annotations JSON (evaluate reads only those)
-    index_type: str = "auto"  # auto | flat | ivf (indexing.search)
+    index_type: str = "auto"  # auto | flat | ivf (indexing.store.faiss_index)
     seed: int = 0
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from indexing.store import write_bytes_atomic
+from indexing.store.directory import write_bytes_atomic
 
 
 def write_atomic(path: Path, data: bytes) -> Path:

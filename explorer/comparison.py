@@ -18,7 +18,7 @@ from explorer import thumbnails
 from explorer.context import AppContext, index_key
 from explorer.render import display_scale, enlarge, grouping_overlay, palette
 from explorer.view import overlay_file
-from indexing.compare import Correspondence, accumulate, correspondence, pair_images
+from indexing.compare.correspondence import Correspondence, accumulate, correspondence, pair_images
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ def segment_pairs(comparison: Comparison, map_a: np.ndarray, map_b: np.ndarray) 
 def correspondence_table(comparison: Comparison) -> pd.DataFrame:
     """Every (a, b) with shared pixels: DataFrame[a, b, pixels, iou, matched], matched pairs
     first (by IoU), then by pixels."""
-    from indexing.compare import long_table
+    from indexing.compare.correspondence import long_table
 
     table = long_table(comparison.result)
     table["iou"] = table["iou"].round(4)

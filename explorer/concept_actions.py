@@ -21,7 +21,7 @@ from explorer.context import AppContext
 from explorer.export import ExportSegment, coco_document, concept_table_csv, write_coco_json
 from explorer.figures import concept_map
 from explorer.render import markdown_text, prototype_title
-from indexing.labels import MAX_LENGTH as MAX_NAME_LENGTH
+from indexing.store.labels import MAX_LENGTH as MAX_NAME_LENGTH
 
 SORTS = {
     "frequency": (["images", "slots", "prototype"], [False, False, True]),

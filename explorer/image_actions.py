@@ -19,7 +19,7 @@ from explorer.context import AppContext
 from explorer.render import markdown_text
 from explorer.uploads import UploadRejected, read_upload
 from explorer.view import ImageView
-from indexing.schema import SIMILAR_COLUMNS
+from indexing.store.schema import SIMILAR_COLUMNS
 
 
 class ImageShown(NamedTuple):

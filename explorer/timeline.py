@@ -26,7 +26,7 @@ from explorer.comparison import Comparison
 from explorer.context import AppContext, index_key
 from explorer.render import palette
 from explorer.run_log import Snapshot, find_snapshots, read_log
-from indexing.compare import Correspondence, correspondence
+from indexing.compare.correspondence import Correspondence, correspondence
 
 Progress = Callable[[float, str], None]  # (fraction done, what is happening)
 
@@ -110,7 +110,7 @@ class Timeline:
         return stage
 
     def _sha(self, path: Path) -> str:
-        from indexing.store import sha256_file
+        from indexing.store.directory import sha256_file
 
         stat = path.stat()
         key = (stat.st_size, stat.st_mtime_ns)
@@ -133,7 +133,7 @@ class Timeline:
         self, snapshot: Snapshot, sha: str, position: int, progress: Progress | None
     ) -> AppContext:
         from indexing import ConceptIndex
-        from indexing.store import is_index_dir
+        from indexing.store.directory import is_index_dir
 
         folder = self.cache / f"epoch{snapshot.epoch:04d}-{sha[:12]}"
         if not _complete(folder):
@@ -208,7 +208,7 @@ def _checkpoint_sha(ctx: AppContext) -> str | None:
 
 
 def _complete(folder: Path) -> bool:
-    from indexing.store import read_manifest
+    from indexing.store.directory import read_manifest
 
     try:
         read_manifest(folder)

@@ -1,6 +1,7 @@
-"""The paper's Figure-3 view as a PNG (python -m indexing figure): one row per prototype, its
-top-k segments by score, the prototype's mask drawn in red at alpha 0.6 over each image (as in
-the authors' visualisation), row labels with prototype id, user name and dominant class.
+"""The paper's Figure-3 view as a PNG (python -m indexing figure, indexing.figure_cli): one row
+per prototype, its top-k segments by score, the prototype's mask drawn in red at alpha 0.6 over
+each image (as in the authors' visualisation), row labels with prototype id, user name and
+dominant class.
 
 Layout (pixels): a label column of LABEL_WIDTH, then k cells of `cell` x `cell` separated and
 surrounded by PAD; each image is fitted into its cell with its aspect ratio kept.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from indexing.concept_index import ConceptIndex
+from indexing.query.concept_index import ConceptIndex
 from model.data import UnreadableImage, load_rgb
 
 CELL = 128  # default side of one thumbnail cell

@@ -28,7 +28,7 @@ class Preprocessed(NamedTuple):
     resized_size: tuple[int, int]  # (W, H) after the resize, before padding
     map_size: tuple[int, int]  # (w, h) of the map cells that cover the encoder's input
     # (left, top) of the encoder's input in the resized image: (0, 0) for the whole image,
-    # else a crop (indexing.views); pixels outside it extend the map's border cells
+    # else a crop (indexing.store.views); pixels outside it extend the map's border cells
     offset: tuple[int, int] = (0, 0)
 
 

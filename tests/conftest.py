@@ -174,7 +174,7 @@ def build_scene_index(
     Keys: scenes, images (the scenes' image folder), annotations, checkpoint, index, config
     (the BuildConfig used)."""
     from indexing import build_index
-    from indexing.config import BuildConfig
+    from indexing.build.config import BuildConfig
     from model.scenes import write_scenes
 
     scenes = root / "scenes"

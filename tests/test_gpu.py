@@ -69,7 +69,7 @@ def test_fp32_encoder_on_cuda_matches_cpu(cuda_run):
 
 
 def test_index_of_photos_does_not_depend_on_the_batch_size_on_cuda(photos, tmp_path):
-    from test_indexing_batching import assert_batch_size_does_not_matter
+    from test_indexing_build_batching import assert_batch_size_does_not_matter
 
     assert_batch_size_does_not_matter(photos[0].parent, tmp_path, "cuda")
 

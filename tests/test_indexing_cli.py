@@ -19,12 +19,12 @@ import torch
 from PIL import Image
 
 from indexing import ConceptIndex
+from indexing.build.config import BuildConfig
 from indexing.cli import build_parser, main
-from indexing.cocostuff import COCOSTUFF27_CLASSES, COCOSTUFF_CATEGORIES
-from indexing.config import BuildConfig
 from indexing.figure import figure_size, mask_overlay
-from indexing.groundtruth import CocoLabels
-from indexing.metrics import ConfusionAccumulator, hungarian_scores, majority_vote_scores
+from indexing.scores.cocostuff import COCOSTUFF27_CLASSES, COCOSTUFF_CATEGORIES
+from indexing.scores.groundtruth import CocoLabels
+from indexing.scores.metrics import ConfusionAccumulator, hungarian_scores, majority_vote_scores
 from model.checkpoint import load_encoder
 from model.data import load_rgb
 from model.flags import add_config_flags, config_from_args

@@ -16,9 +16,9 @@ import pytest
 import torch
 from PIL import Image
 
-from indexing import build as build_module
+from indexing.build import pipeline as build_module
 from indexing.cli import main as indexing_main
-from indexing.store import partial_dir
+from indexing.store.directory import partial_dir
 from model import scenes
 from model.outdir import OutputDirError, check_output_dir, is_run_dir
 from model.train import main as train_main
