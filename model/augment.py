@@ -46,7 +46,8 @@ class TwoViews(NamedTuple):
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Paper values by default (SLOTCON.md); the demo preset changes some (model/config.py)."""
+    """Paper values by default (Wen et al., NeurIPS 2022, arXiv:2205.15288); the demo preset
+    changes some (model/config.py)."""
 
     size: int = 224  # output side of each view
     min_scale: float = 0.08  # crop area fraction range (min_scale, max_scale)
