@@ -3,6 +3,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DATA := data/scenes
+# 400 held-out natural scenes (seed 1; the demo model trained on seed 0)
+DEMO_SCENES = $(PY) -m model.scenes --out $(DEMO_DATA) --images 400 --size 192 --seed 1 --split val \
+	--style natural
 DEMO_INDEX := data/index-demo
 DEMO_CHECKPOINT := assets/demo_encoder.pt
 # The demo model's training run: log.jsonl and two snapshots (epochs 20 and 40 of 60; the final
@@ -20,11 +23,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-compile -e '.[dev]'
 	touch $(STAMP)
 
-# Scenes and index are cached: a second `make demo` goes straight to the app. The index is
-# rebuilt (replaced atomically) when the checkpoint is newer, e.g. after a pull that updates it,
+# Scenes and index are cached: a second `make demo` goes straight to the app. The scenes command
+# is a no-op when the folder holds these scenes, and rewrites them when they are of another style
+# or generator version (a newer JSON, so the indexes follow). The index is rebuilt (replaced
+# atomically) when the checkpoint or the scenes are newer, e.g. after a pull that updates them,
 # or when it is of an older index format: dated back first, then remade by a second make (which
 # looks at the file afresh).
 demo: $(STAMP)
+	$(DEMO_SCENES)
 	@for index in $(DEMO_INDEX) $(DEMO_EARLY_INDEX); do \
 		$(PY) -c "import sys; from indexing.store.directory import read_manifest; read_manifest(sys.argv[1])" \
 			$$index 2>/dev/null || touch -c -d @0 $$index/manifest.json; done
@@ -34,7 +40,7 @@ demo: $(STAMP)
 		--compare $(DEMO_EARLY_INDEX) --run $(DEMO_RUN)
 
 $(DEMO_DATA)/annotations/instances_val.json: | $(STAMP)
-	$(PY) -m model.scenes --out $(DEMO_DATA) --images 400 --size 192 --seed 1 --split val
+	$(DEMO_SCENES)
 
 $(DEMO_INDEX)/manifest.json: $(DEMO_CHECKPOINT) $(DEMO_DATA)/annotations/instances_val.json | $(STAMP)
 	$(PY) -m indexing build --checkpoint $(DEMO_CHECKPOINT) --images $(DEMO_DATA)/val \
