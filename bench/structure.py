@@ -8,7 +8,8 @@ what it finds and exits with 1 when a bar is broken: a function of model/, index
 or app.py over --max-function lines (the `def` line to the last line of its body), a cycle of
 imports among their modules, a file of explorer/ over --max-file lines, more than
 --max-root-modules modules at the root of indexing/, or an import from indexing/'s store/
-into another stage. The arrows between indexing/'s subpackages are listed either way.
+into another stage or from another stage into coco/ (the command that drives them). The
+arrows between indexing/'s subpackages are listed either way.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import sys
 from pathlib import Path
 
 PACKAGES = ("model", "indexing", "explorer")
-STAGES = ("build", "store", "query", "scores", "compare")
+# coco/ is a command that drives the others (downloads -> build): arrows from it to build/,
+# store/ or scores/ are fine; one into it from another stage is broken, like one out of store/.
+STAGES = ("build", "store", "query", "scores", "compare", "coco")
 
 
 def module_files(root: Path) -> dict[str, Path]:
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     big = [(n, f.relative_to(root)) for n, f in explorer if n > args.max_file]
     at_root = sorted(f.name for f in (root / "indexing").glob("*.py"))
-    upward = [(a, b) for a, b in arrows if a == "store"]
+    upward = [(a, b) for a, b in arrows if a == "store" or b == "coco"]
     print(f"functions over {args.max_function} lines: {len(too_long)}")
     for n, where in sorted(too_long, reverse=True):
         print(f"  {n:4d} {where}")

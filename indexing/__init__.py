@@ -11,11 +11,14 @@ One subpackage per stage, in the order the data flows:
     query/    an index directory -> ConceptIndex's answers         (the app, the figure)
     scores/   prototype maps + ground truth -> segmentation scores (python -m indexing evaluate)
     compare/  two indexes of the same images -> their correspondence (python -m indexing compare)
+    coco/     COCO val2017's downloads -> build/'s index             (python -m indexing coco)
 
 Arrows point down to store/ only (build/, scores/, query/ -> store/; compare/ -> query/,
 store/), with one more: build/ -> scores/, because a build scores the collection in the same
-pass that extracts it. At the root: the command line (cli.py, one entry per command),
-`python -m indexing evaluate` (evaluate_cli.py: opens an index and scores it) and the paper's
+pass that extracts it. coco/ is a command that drives build/ (and reads store/); no stage
+imports it. At the root: the command line (cli.py, one entry per command),
+`python -m indexing evaluate` (evaluate_cli.py: opens an index and scores it; the
+stuffthingmaps coco/ unpacked beside the index's images are its cocostuff27 default) and the paper's
 Figure 3 (figure.py, drawn from a ConceptIndex; figure_cli.py, its command).
 
 The public names are imported lazily, so that `python -m indexing --help` answers at once.

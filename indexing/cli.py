@@ -1,4 +1,4 @@
-"""Command lines: python -m indexing {build, evaluate, figure, compare} (see --help of each).
+"""Command lines: python -m indexing {build, evaluate, figure, compare, coco} (--help of each).
 
     python -m indexing build --checkpoint assets/demo_encoder.pt --images data/scenes/val \\
         --annotations data/scenes/annotations/instances_val.json --out data/index-demo
@@ -6,6 +6,7 @@
     python -m indexing evaluate --index data/index-demo --out-json scores.json
     python -m indexing figure --index data/index-demo --out prototypes.png --k 5
     python -m indexing compare --index data/index-demo --index data/index-other --out cmp/
+    python -m indexing coco --checkpoint slotcon_coco_r50_800ep.pth   # COCO val2017 + index
 
 Bad input (missing checkpoint, empty folder, an index of another model ...) prints
 `error: ...` and exits with status 1; bad arguments exit with status 2.
@@ -25,6 +26,7 @@ COMMANDS = {  # name -> module with add_parser(subparsers) and run(args), in --h
     "evaluate": "indexing.evaluate_cli",  # an index -> segmentation scores
     "figure": "indexing.figure_cli",  # an index -> the paper's Figure 3 as a PNG
     "compare": "indexing.compare.cli",  # two indexes -> their prototypes' correspondence
+    "coco": "indexing.coco.command",  # COCO val2017 downloaded, unpacked -> an index directory
 }
 
 

@@ -72,7 +72,8 @@ def _add_cocostuff27(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="cocostuff27: COCO-Stuff stuffthingmaps PNG folder (e.g. stuffthingmaps/val2017) "
-        "instead of JSON annotations",
+        "instead of JSON annotations; default without --annotations: the one `python -m "
+        "indexing coco` unpacked beside the index's images",
     )
     p.add_argument(
         "--curated",
@@ -141,6 +142,7 @@ def _evaluate_index(index, annotations: list[Path]) -> tuple:
 def _evaluate_cocostuff27(args: argparse.Namespace, index, annotations: list[Path]) -> tuple:
     """The "cocostuff27" protocol: (K, 27) counts, the labels (None with --stuffthing-dir),
     extra fields, and PiCIE's (27, 27) cluster counts."""
+    from indexing.coco.setup import stuffthing_dir_for
     from indexing.scores import protocol
     from indexing.scores.annotations import load_labels
     from indexing.store.views import AUTHORS_VIEW, PICIE_VIEW
@@ -148,6 +150,8 @@ def _evaluate_cocostuff27(args: argparse.Namespace, index, annotations: list[Pat
 
     if args.checkpoint is None:
         raise ValueError("--protocol cocostuff27 needs --checkpoint (dots are recomputed)")
+    if args.stuffthing_dir is None and args.annotations is None:  # what `indexing coco` unpacked
+        args.stuffthing_dir = stuffthing_dir_for(index.image_root)
     if not (annotations or args.stuffthing_dir):
         raise ValueError(
             "cocostuff27 needs labels: --annotations instances.json stuff.json "

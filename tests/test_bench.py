@@ -151,21 +151,26 @@ def test_split_pairs_needs_both_classes_found():
 
 def test_structure_finds_long_functions_cycles_and_upward_arrows(tmp_path, capsys):
     bench = load("structure")
-    for package in ("model", "explorer", "indexing/store", "indexing/build"):
+    for package in ("model", "explorer", "indexing/store", "indexing/build", "indexing/coco"):
         (tmp_path / package).mkdir(parents=True)
         (tmp_path / package / "__init__.py").write_text("")
     (tmp_path / "app.py").write_text("import explorer.a\n")
     (tmp_path / "explorer" / "a.py").write_text("def f():\n    from explorer import b\n")
     (tmp_path / "explorer" / "b.py").write_text("from explorer.a import f\n")
     (tmp_path / "model" / "m.py").write_text("def long():\n" + "    x = 1\n" * 61)
-    (tmp_path / "indexing" / "build" / "run.py").write_text("from indexing.store import s\n")
+    run = tmp_path / "indexing" / "build" / "run.py"
+    run.write_text("from indexing.store import s\nimport indexing.coco.c\n")
     (tmp_path / "indexing" / "store" / "s.py").write_text("import indexing.build.run\n")
+    (tmp_path / "indexing" / "coco" / "c.py").write_text("")
     assert bench.main(["--root", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "functions over 60 lines: 1" in out and "62 model/m.py:1 long" in out
     assert "import cycles: 2" in out and "explorer.a <-> explorer.b" in out
-    assert "store -> build" in out and "build -> store" in out
+    assert "store -> build" in out and "build -> store" in out and "build -> coco" in out
     (tmp_path / "model" / "m.py").write_text("def short():\n    return 1\n")
     (tmp_path / "explorer" / "b.py").write_text("")
     (tmp_path / "indexing" / "store" / "s.py").write_text("")
+    run.write_text("from indexing.store import s\n")
+    (tmp_path / "indexing" / "coco" / "c.py").write_text("from indexing.build import run\n")
     assert bench.main(["--root", str(tmp_path)]) == 0
+    assert "coco -> build" in capsys.readouterr().out  # the command drives the build
