@@ -15,7 +15,15 @@ DEMO_RUN := assets/demo_run
 DEMO_EARLY := $(DEMO_RUN)/snapshots/encoder-epoch0020.pt
 DEMO_EARLY_INDEX := data/index-demo-epoch20
 
-.PHONY: demo test lint chromium
+# COCO val2017 (make coco CHECKPOINT=FILE_OR_URL): data under COCO_ROOT, the index in COCO_INDEX.
+# A CHECKPOINT URL is downloaded into $(COCO_ROOT)/checkpoints/, where the app then finds it.
+COCO_ROOT := data/coco
+COCO_INDEX := data/index-coco
+CHECKPOINT ?=
+COCO_MODEL = $(if $(findstring ://,$(CHECKPOINT)),$(COCO_ROOT)/checkpoints/$(notdir $(firstword \
+	$(subst ?, ,$(CHECKPOINT)))),$(CHECKPOINT))
+
+.PHONY: demo test lint chromium coco
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -49,6 +57,14 @@ $(DEMO_INDEX)/manifest.json: $(DEMO_CHECKPOINT) $(DEMO_DATA)/annotations/instanc
 $(DEMO_EARLY_INDEX)/manifest.json: $(DEMO_EARLY) $(DEMO_DATA)/annotations/instances_val.json | $(STAMP)
 	$(PY) -m indexing build --checkpoint $(DEMO_EARLY) --images $(DEMO_DATA)/val \
 		--annotations $(DEMO_DATA)/annotations/instances_val.json --out $(DEMO_EARLY_INDEX)
+
+# Download, verify and unpack COCO val2017, index it, start the app. Without CHECKPOINT it
+# prepares the data, says where the authors publish their models, and stops (status 1).
+# A second run skips what is done (verified data, an up-to-date index) and starts the app.
+coco: $(STAMP)
+	$(PY) -m indexing coco --root $(COCO_ROOT) --out $(COCO_INDEX) \
+		$(if $(CHECKPOINT),--checkpoint '$(CHECKPOINT)')
+	$(PY) app.py --index $(COCO_INDEX) --checkpoint '$(COCO_MODEL)'
 
 test: $(STAMP) chromium
 	$(PY) -m pytest

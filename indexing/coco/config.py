@@ -19,7 +19,7 @@ class CocoConfig:
     root: Path = flag(
         Path("data/coco"),
         "folder for the downloads and the unpacked COCO val2017 (images, instances JSON, "
-        "stuffthingmaps); about 2.2 GB free needed there while it runs",
+        "stuffthingmaps); 3.0 GB free needed there (1.76 GB of downloads + room to unpack)",
     )
     checkpoint: str | None = flag(
         None,
@@ -34,7 +34,8 @@ class CocoConfig:
         "sizes and checksums are still those of indexing/coco/sources.py",
     )
     keep_archives: bool = flag(
-        False, "keep the downloaded zips after unpacking (default: removed, 1.7 GB freed)"
+        False,
+        "keep the downloaded zips after unpacking (default: each removed once unpacked, 1.76 GB)",
     )
     retries: int = flag(3, "attempts to resume a dropped connection before giving up")
     device: str = flag("", "cpu | cuda | cuda:N for the build; empty = the GPU when present")

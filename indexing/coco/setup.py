@@ -108,7 +108,8 @@ def _prepare_one(cfg: CocoConfig, archive: Archive, say: Say) -> None:
             f"{cfg.root.absolute()}, {_gb(free)} free; free some space and run again"
         )
     target = zips.unpack(zip_path, archive, cfg.root, md5)
-    say(f"{archive.name}: {archive.members:,} files in {target}")
+    files = "file" if archive.members == 1 else "files"
+    say(f"{archive.name}: {archive.members:,} {files} in {target}")
     if not cfg.keep_archives:
         zip_path.unlink()  # ours, verified and unpacked; its marker keeps the MD5
 
