@@ -119,3 +119,14 @@ def test_whole_chain_to_an_index_whose_evaluation_runs(tmp_path, official, capsy
     assert set(image_names(4)) <= {p.stem for p in (root / "val2017").glob("*.jpg")}
     status, _, err = _run(capsys, "evaluate", "--index", out)  # the build's instances JSON
     assert status == 0, err
+
+
+def test_checkpoint_url_that_gives_a_web_page_is_refused(tmp_path, official, capsys) -> None:
+    root = tmp_path / "coco"
+    files = {**FILES, "share": b"<!DOCTYPE html><html>OneDrive</html>"}
+    with serving(FakeServer(files)) as fake:
+        status, _, err = _run(capsys, "coco", "--root", root, "--mirror", fake.url,
+                              "--checkpoint", f"{fake.url}/share?e=abc")  # fmt: skip
+    assert status == 1 and "did not give a SlotCon checkpoint" in err and "browser" in err
+    assert (root / "checkpoints" / "share.rejected").is_file()
+    assert not (root / "checkpoints" / "share").exists()

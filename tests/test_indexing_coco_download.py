@@ -87,3 +87,10 @@ def test_network_errors_are_one_line(tmp_path, where) -> None:
     with pytest.raises(DownloadError) as error:  # the server above is closed: refused
         download(url, tmp_path / "x.zip", retries=1, say=_quiet([]), progress=False)
     assert "\n" not in str(error.value) and "stopped at 0 bytes" in str(error.value)
+
+
+def test_http_error_says_what_to_do(tmp_path) -> None:
+    with serving(FakeServer({})) as fake:
+        with pytest.raises(DownloadError) as error:
+            download(f"{fake.url}/gone.zip", tmp_path / "gone.zip", progress=False)
+    assert "HTTP 404" in str(error.value) and "--mirror" in str(error.value)

@@ -142,7 +142,7 @@ class FakeServer:
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         fake: FakeServer = self.server.fake
-        name, wanted = self.path.rsplit("/", 1)[-1], self.headers.get("Range")
+        name, wanted = self.path.split("?")[0].rsplit("/", 1)[-1], self.headers.get("Range")
         fake.requests.append((name, wanted))
         data = fake.files.get(name)
         if data is None:

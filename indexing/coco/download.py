@@ -101,10 +101,19 @@ def _fetch(url, part: Path, size, approx_size, timeout, say, progress) -> int | 
     except urllib.error.HTTPError as error:
         if error.code == 416 and have and _range_total(error.headers) == have:
             return have  # the server confirms that nothing is missing
-        raise DownloadError(f"{url}: HTTP {error.code} {error.reason}") from None
+        raise DownloadError(
+            f"{url}: HTTP {error.code} {error.reason}; check the address (or --mirror), or try "
+            f"again later"
+        ) from None
     except (urllib.error.URLError, OSError) as error:
         raise _Dropped(_reason(error)) from None
     with response:
+        start = _range_start(response.headers)
+        if have and response.status == 206 and start != have:
+            raise DownloadError(
+                f"{url}: asked for the bytes from {have:,}, the server sent them from {start}; "
+                f"delete {part} and run again"
+            )
         if have and response.status != 206:
             say(
                 f"{part.name}: the server does not support resuming (HTTP Range); "
@@ -145,6 +154,12 @@ def _stream(response, part: Path, have: int, total: int | None, progress: bool) 
             out.flush()
         if expected is not None and received < int(expected):
             raise _Dropped(f"connection closed after {received:,} of {int(expected):,} bytes")
+
+
+def _range_start(headers) -> int | None:
+    """START of a `Content-Range: bytes START-END/N` header, else None."""
+    match = re.match(r"\s*bytes\s+(\d+)-", headers.get("Content-Range", "") if headers else "")
+    return int(match.group(1)) if match else None
 
 
 def _range_total(headers) -> int | None:

@@ -11,6 +11,7 @@ wrong file), with one line that says what to do; nothing the program did not wri
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -118,20 +119,29 @@ def resolve_checkpoint(cfg: CocoConfig, say: Say = print) -> Path:
     """The model file: cfg.checkpoint as given, or downloaded (with resume) when it is a URL
     into <root>/checkpoints/. NeedCheckpoint when none was given; CheckpointError when the file
     is not a SlotCon checkpoint (this project's or the authors' published layout)."""
-    from model.checkpoint import encoder_weights, read_checkpoint
+    from model.checkpoint import CheckpointError, encoder_weights, read_checkpoint
 
     if not cfg.checkpoint:
         raise NeedCheckpoint(checkpoint_help(cfg))
     source = cfg.checkpoint
-    if source.startswith(("http://", "https://")):
-        name = source.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "checkpoint.pth"
-        path = cfg.root / "checkpoints" / name
-        if not path.exists():
-            say(f"checkpoint: downloading {source}")
-            download(source, path, retries=cfg.retries, say=say)
-    else:
+    if not source.startswith(("http://", "https://")):
         path = Path(source)
-    encoder_weights(read_checkpoint(path), path.name)  # CheckpointError for a foreign file
+        encoder_weights(read_checkpoint(path), path.name)  # CheckpointError: a foreign file
+        return path
+    name = source.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "checkpoint.pth"
+    path = cfg.root / "checkpoints" / name
+    if not path.exists():
+        say(f"checkpoint: downloading {source}")
+        download(source, path, retries=cfg.retries, say=say)
+    try:
+        encoder_weights(read_checkpoint(path), path.name)
+    except CheckpointError as error:
+        aside = path.with_name(path.name + zips.REJECTED_SUFFIX)
+        os.replace(path, aside)  # ours: downloaded above or by an earlier run
+        raise CheckpointError(
+            f"{source} did not give a SlotCon checkpoint ({error}); kept as {aside}. A share "
+            f"link (OneDrive) opens a web page: download the file in a browser and pass its path"
+        ) from None
     return path
 
 
