@@ -73,6 +73,7 @@ def test_unknown_size_and_a_length_mismatch(tmp_path) -> None:
         assert dest.read_bytes() == DATA
         with pytest.raises(DownloadError, match="the published size is 5"):
             download(f"{fake.url}/f.zip", tmp_path / "g.zip", size=5, progress=False)
+    assert (tmp_path / "g.zip.rejected").is_file() and not part_path(tmp_path / "g.zip").exists()
 
 
 @pytest.mark.parametrize("where", ["missing file", "nobody listening"])

@@ -70,9 +70,11 @@ def download(
             time.sleep(min(2.0**attempt, 10.0) * 0.1)
     got = part.stat().st_size
     if size is not None and got != size:
+        aside = dest.with_name(dest.name + ".rejected")
+        os.replace(part, aside)  # ours; a resume from it would only add to the wrong bytes
         raise DownloadError(
             f"{dest.name}: the server sent {got:,} bytes, the published size is {size:,}; "
-            f"{part} is kept aside: delete it and run again (or check --mirror)"
+            f"kept as {aside}: delete it and run again (or check --mirror)"
         )
     if total is not None and got != total:
         raise DownloadError(f"{dest.name}: got {got:,} of {total:,} bytes; run again to resume")
