@@ -58,7 +58,7 @@ def verify(path: Path, archive: Archive, progress: bool = True) -> str:
             if len(names) != archive.members:
                 _reject(path, f"holds {len(names)} files under {archive.prefix}, "
                         f"expected {archive.members}")  # fmt: skip
-            if archive.md5 is None:  # no checksum to trust: test every member's CRC
+            if archive.md5 is None:  # no checksum to trust: the CRC of every member to unpack
                 test = tqdm(names, desc=f"test {path.name}", unit="file", disable=not progress)
                 for info in test:
                     with zf.open(info) as member:
@@ -124,10 +124,16 @@ def unpack(path: Path, archive: Archive, root: Path, md5: str, progress: bool = 
     remove_staging(staging)
     staging.mkdir(parents=True)
     (staging / STAGING_MARKER).write_text("python -m indexing coco\n")
-    with zipfile.ZipFile(path) as zf:
-        members = _members(zf, archive)
-        for info in tqdm(members, desc=f"unpack {archive.name}", unit="file", disable=not progress):
-            zf.extract(info, staging)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = _members(zf, archive)
+            bar = tqdm(members, desc=f"unpack {archive.name}", unit="file", disable=not progress)
+            for info in bar:
+                zf.extract(info, staging)
+    except (zipfile.BadZipFile, EOFError) as error:  # the staging folder goes on the next run
+        raise ArchiveError(
+            f"{path.name}: unpacking failed ({error}); delete {path} and run again"
+        ) from None
     inside = staging / archive.prefix.rstrip("/")
     folder = inside if inside.is_dir() else inside.parent  # a single-file prefix: its folder
     record = {"name": archive.name, "archive": path.name, "md5": md5, "members": len(members)}

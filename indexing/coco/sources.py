@@ -9,15 +9,18 @@ can be downloaded on the machines this project is developed on):
   published COCO 2017 MD5 tables of other projects, which agree: PaddleDetection
   (ppdet/data/tests/test_reader.py: COCO_VAL_MD5SUM, COCO_ANNO_MD5SUM) and mlverse/torchvision
   (R/dataset-coco.R: img_md5, ann_md5 of 2017).
-- Exact byte sizes of those two (815,585,330 and 252,907,541): the Content-Length of the
-  official files as recorded in this project's issue 22 and in public download scripts that
-  pinned them; consistent with the COCO-Stuff README's rounded sizes (778 MiB ~ "1 GB",
-  241 MiB = "241 MB").
+- Exact byte sizes of those two (815,585,330 and 252,907,541): given with this project's issue 22
+  (not measured here), and pinned as the official files' Content-Length by a public download
+  script; consistent with the COCO-Stuff README's rounded sizes (778 MiB ~ "1 GB", 241 MiB =
+  "241 MB").
+- Member counts: val2017 has 5,000 images (COCO); the stuffthingmaps cover the same 5,000
+  (COCO-Stuff README: "val 5K"); an exact count of the real stuffthingmaps zip is not verified.
 - stuffthingmaps_trainval2017.zip: NO published checksum or exact size was found (the COCO-Stuff
   README gives only "659 MB"). Its size and MD5 are None: unknown and unverified. The file is
-  checked instead by a CRC test of every member it is unpacked from (zipfile's testzip) and by the
-  expected members (5,000 PNGs under val2017/). A mirror that serves another file with the same
-  member names is not detected; say so to users (README, "Explore COCO val").
+  checked instead by the CRC-32 of every member that is unpacked (val2017/*.png, read in full
+  before anything is written) and by the expected members (5,000 PNGs under val2017/). A
+  mirror that serves another file with the same member names is not detected; the README says
+  so ("Explore COCO val").
 """
 
 from __future__ import annotations
