@@ -9,10 +9,13 @@ can be downloaded on the machines this project is developed on):
   published COCO 2017 MD5 tables of other projects, which agree: PaddleDetection
   (ppdet/data/tests/test_reader.py: COCO_VAL_MD5SUM, COCO_ANNO_MD5SUM) and mlverse/torchvision
   (R/dataset-coco.R: img_md5, ann_md5 of 2017).
-- Exact byte sizes of those two (815,585,330 and 252,907,541): given with this project's issue 22
-  (not measured here), and pinned as the official files' Content-Length by a public download
-  script; consistent with the COCO-Stuff README's rounded sizes (778 MiB ~ "1 GB", 241 MiB =
-  "241 MB").
+- Exact byte sizes of those two (815,585,330 and 252,907,541): the official server's
+  Content-Length as public download logs and scripts record it (not measured here): a wget log
+  of images.cocodataset.org prints "Length: 815585330 (778M) [application/zip]" for val2017.zip;
+  the Keras example "Creating TFRecords" (keras-io, examples/keras_recipes), which downloads
+  both files from images.cocodataset.org, shows totals of 815585330 and 252907541 in its
+  download progress; public download scripts pin both sizes. Consistent with the COCO-Stuff
+  README's rounded sizes (778 MiB ~ "1 GB", 241 MiB = "241 MB").
 - Member counts: val2017 has 5,000 images (COCO); the stuffthingmaps cover the same 5,000
   (COCO-Stuff README: "val 5K"); an exact count of the real stuffthingmaps zip is not verified.
 - stuffthingmaps_trainval2017.zip: NO published checksum or exact size was found (the COCO-Stuff
@@ -61,7 +64,8 @@ COCO_VAL_ARCHIVES: tuple[Archive, ...] = (
         target="val2017",
         members=5000,
         unpacked_budget=815_585_330,  # JPEGs are stored, not compressed: about the zip's size
-        source="MD5: PaddleDetection and mlverse/torchvision COCO tables; size: issue 22",
+        source="MD5: PaddleDetection and mlverse/torchvision COCO tables; size: the server's "
+        "Content-Length in public download logs and scripts",
     ),
     Archive(
         name="annotations",
@@ -73,7 +77,8 @@ COCO_VAL_ARCHIVES: tuple[Archive, ...] = (
         target="annotations",
         members=1,
         unpacked_budget=128 * MIB,  # a bound for instances_val2017.json, not a measurement
-        source="MD5: PaddleDetection and mlverse/torchvision COCO tables; size: issue 22",
+        source="MD5: PaddleDetection and mlverse/torchvision COCO tables; size: the server's "
+        "Content-Length in public download logs and scripts",
     ),
     Archive(
         name="stuffthingmaps",
