@@ -41,7 +41,7 @@ from indexing.store.rows import Geometry, cell_scores, preprocess
 from indexing.store.views import AUTHORS_VIEW
 from model import SlotConEncoder, assign_pixels, load_encoder
 from model.data import load_rgb
-from model.scenes import find_complete, write_scenes
+from model.scenes import DEFAULT_STYLE, STYLES, find_complete, write_scenes
 
 PHOTOS = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "coins.png")
 PHOTOS += ("hubble_deep_field.jpg", "motorcycle_left.png", "rocket.jpg")
@@ -133,9 +133,8 @@ def measure(args: argparse.Namespace) -> list[Row]:
 
 def _scenes(args: argparse.Namespace) -> Scenes:
     root = Path(args.scenes or tempfile.mkdtemp(prefix="faithfulness-"))
-    ann = find_complete(root, args.images, 192, args.seed, "val") or write_scenes(
-        root, args.images, 192, args.seed, split="val"
-    )
+    ann = find_complete(root, args.images, 192, args.seed, "val", args.style)
+    ann = ann or write_scenes(root, args.images, 192, args.seed, "val", style=args.style)
     labels = CocoLabels(ann)
     pictures = [load_rgb(root / "val" / labels.image_info(i).file_name) for i in labels.image_ids]
     truths = [labels.label_map(i) for i in labels.image_ids]
@@ -272,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=200, help="held-out scenes (200: a few min)")
     p.add_argument("--seed", type=int, default=1, help="scene seed; the demo trained on 0")
     p.add_argument("--scenes", default="", help="where to keep the scenes (default: temp)")
+    p.add_argument(
+        "--style",
+        choices=sorted(STYLES),
+        default=DEFAULT_STYLE,
+        help="scene style (model.scenes); docs/FAITHFULNESS.md's figures: hard",
+    )
     p.add_argument("--json", type=Path, default=Path("faithfulness.json"), help="write rows")
     return p
 
