@@ -130,3 +130,26 @@ def test_checkpoint_url_that_gives_a_web_page_is_refused(tmp_path, official, cap
     assert status == 1 and "did not give a SlotCon checkpoint" in err and "browser" in err
     assert (root / "checkpoints" / "share.rejected").is_file()
     assert not (root / "checkpoints" / "share").exists()
+
+
+def test_partial_build_of_another_checkpoint_is_built_again(tmp_path, official) -> None:
+    from indexing.coco.index import build_coco_index
+    from indexing.store.directory import partial_dir
+
+    root, out = tmp_path / "coco", tmp_path / "index-coco"
+    (root / "downloads").mkdir(parents=True)
+    for archive in official:
+        (root / "downloads" / archive.filename).write_bytes(FILES[archive.filename])
+    cfg = CocoConfig(root=root, out=out, device="cpu", workers=0, size=64, batch_size=2,
+                     probe_batches=0)  # fmt: skip
+    prepare_data(cfg, say=[].append)
+    images = sorted((root / "val2017").glob("*.jpg"))
+    new = save_random_encoder(tmp_path / "new.pt", 2, images)
+    partial_dir(out).mkdir()  # an interrupted run with another model
+    (partial_dir(out) / "build.json").write_text(json.dumps({"checkpoint_sha256": "0" * 64}))
+    (partial_dir(out) / "chunks").mkdir()
+    said = []
+    assert build_coco_index(cfg, new, say=said.append) == out
+    assert any("was made with other settings; building again from zero" in s for s in said)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["images"] == 4 and not partial_dir(out).exists()
