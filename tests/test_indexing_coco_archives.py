@@ -161,3 +161,22 @@ def test_unpacking_again_removes_only_our_files(tmp_path) -> None:
         prepare_data(cfg, table[:1], say=[].append)
     assert "\n" not in str(error.value) and photo.read_bytes() == b"a user's file"
     assert len(list((tmp_path / "val2017").glob("*.jpg"))) == 4  # untouched: 3 + the user's
+
+
+def test_foreign_folder_is_refused_before_any_request(tmp_path) -> None:
+    mine = tmp_path / "stuffthingmaps" / "val2017" / "map.png"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"a user's file")
+    with serving(FakeServer(FILES)) as fake:
+        with pytest.raises(ArchiveError, match="was not unpacked by this command") as error:
+            _prepare(tmp_path, table_for(FILES, fake.url, 3))
+        assert fake.requests == []  # not even the archives before it
+        assert "\n" not in str(error.value) and str(mine.parent) in str(error.value)
+        mine.unlink(), mine.parent.rmdir()
+        staging = tmp_path / ".coco-staging-annotations"
+        staging.mkdir()
+        with pytest.raises(ArchiveError, match="is not this program's"):
+            _prepare(tmp_path, table_for(FILES, fake.url, 3))
+        assert fake.requests == []
+    assert mine.parent.parent.is_dir() and staging.is_dir()
+    assert not (tmp_path / "downloads").exists() and not (tmp_path / "val2017").exists()

@@ -111,11 +111,9 @@ def unpacked_bytes(path: Path, archive: Archive) -> int:
         return sum(info.file_size for info in _members(zf, archive))
 
 
-def unpack(path: Path, archive: Archive, root: Path, md5: str, progress: bool = True) -> Path:
-    """Unpack the archive's members into `<root>/<target>` atomically; returns the target.
-
-    A target that exists without this program's marker is refused (ArchiveError): it is not
-    ours to replace."""
+def check_free_to_unpack(root: Path, archive: Archive) -> tuple[Path, Path]:
+    """ArchiveError when the archive's target or staging folder exists and is not this
+    program's (checked before any download, and again when unpacking); returns both."""
     target = root / archive.target
     if target.exists() and not (target / UNPACKED_MARKER).is_file():
         raise ArchiveError(
@@ -123,6 +121,17 @@ def unpack(path: Path, archive: Archive, root: Path, md5: str, progress: bool = 
             f"--root) and run again"
         )
     staging = root / f".coco-staging-{archive.name}"
+    if staging.exists() and not (staging / STAGING_MARKER).is_file():
+        raise ArchiveError(f"{staging} exists and is not this program's: move it away")
+    return target, staging
+
+
+def unpack(path: Path, archive: Archive, root: Path, md5: str, progress: bool = True) -> Path:
+    """Unpack the archive's members into `<root>/<target>` atomically; returns the target.
+
+    A target that exists without this program's marker is refused (ArchiveError): it is not
+    ours to replace."""
+    target, staging = check_free_to_unpack(root, archive)
     remove_staging(staging)
     staging.mkdir(parents=True)
     (staging / STAGING_MARKER).write_text("python -m indexing coco\n")

@@ -71,6 +71,8 @@ def prepare_data(
             say(f"{archive.name}: already verified and unpacked ({root / archive.target})")
     if not todo:
         return
+    for archive in todo:  # a foreign folder in the way: refused before any download
+        zips.check_free_to_unpack(root, archive)
     check_space(root, todo)
     for archive in todo:
         _prepare_one(cfg, archive, say)
