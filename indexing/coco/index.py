@@ -1,6 +1,9 @@
 """The COCO val2017 index of `python -m indexing coco`: skipped when up to date, else the
 expected time is measured and printed, then `indexing build` runs with the instances JSON
-(so that the app's Evaluation tab and the per-prototype purity work)."""
+(so that the app's Evaluation tab and the per-prototype purity work).
+
+    build_coco_index(cfg, checkpoint) -> the index directory (skipped when it is up to date)
+"""
 
 from __future__ import annotations
 
