@@ -16,12 +16,11 @@ DEMO_EARLY := $(DEMO_RUN)/snapshots/encoder-epoch0020.pt
 DEMO_EARLY_INDEX := data/index-demo-epoch20
 
 # COCO val2017 (make coco CHECKPOINT=FILE_OR_URL): data under COCO_ROOT, the index in COCO_INDEX.
-# A CHECKPOINT URL is downloaded into $(COCO_ROOT)/checkpoints/, where the app then finds it.
+# A CHECKPOINT URL is downloaded into $(COCO_ROOT)/checkpoints/; the command records the model's
+# path in $(COCO_ROOT)/checkpoints/last-checkpoint.txt, and the app is started with that path.
 COCO_ROOT := data/coco
 COCO_INDEX := data/index-coco
 CHECKPOINT ?=
-COCO_MODEL = $(if $(findstring ://,$(CHECKPOINT)),$(COCO_ROOT)/checkpoints/$(notdir $(firstword \
-	$(subst ?, ,$(CHECKPOINT)))),$(CHECKPOINT))
 
 .PHONY: demo test lint chromium coco
 
@@ -64,7 +63,7 @@ $(DEMO_EARLY_INDEX)/manifest.json: $(DEMO_EARLY) $(DEMO_DATA)/annotations/instan
 coco: $(STAMP)
 	$(PY) -m indexing coco --root $(COCO_ROOT) --out $(COCO_INDEX) \
 		$(if $(CHECKPOINT),--checkpoint '$(CHECKPOINT)')
-	$(PY) app.py --index $(COCO_INDEX) --checkpoint '$(COCO_MODEL)'
+	$(PY) app.py --index $(COCO_INDEX) --checkpoint "$$(cat $(COCO_ROOT)/checkpoints/last-checkpoint.txt)"
 
 test: $(STAMP) chromium
 	$(PY) -m pytest

@@ -137,3 +137,46 @@ def test_folders_not_ours_are_left_alone(tmp_path) -> None:
     with pytest.raises(ArchiveError, match="is not this program's"):
         _prepare(tmp_path, table)
     assert (staging / "notes.txt").is_file()
+
+
+def test_unpacking_again_removes_only_our_files(tmp_path) -> None:
+    table = table_for(FILES, "http://127.0.0.1:9", 3)
+    (tmp_path / "downloads").mkdir()
+    for archive in table[:2]:
+        (tmp_path / "downloads" / archive.filename).write_bytes(FILES[archive.filename])
+    cfg = CocoConfig(root=tmp_path, keep_archives=True)
+    prepare_data(cfg, table[:2], say=[].append)
+    users = tmp_path / "annotations" / "stuff_val2017.json"
+    users.write_text("the user's")
+    photo = tmp_path / "val2017" / "holiday.jpg"
+    photo.write_bytes(b"a user's file")
+    for archive in table[:2]:  # an older unpack: the marker no longer matches, unpack again
+        marker = tmp_path / archive.target / UNPACKED_MARKER
+        marker.write_text(marker.read_text().replace(archive.md5, "0" * 32))
+    prepare_data(cfg, table[1:2], say=[].append)
+    assert archives.is_unpacked(tmp_path, table[1])  # the annotations were unpacked again
+    assert users.read_text() == "the user's"
+    assert (tmp_path / "annotations" / "instances_val2017.json").is_file()
+    with pytest.raises(ArchiveError, match="holiday.jpg is in the way") as error:
+        prepare_data(cfg, table[:1], say=[].append)
+    assert "\n" not in str(error.value) and photo.read_bytes() == b"a user's file"
+    assert len(list((tmp_path / "val2017").glob("*.jpg"))) == 4  # untouched: 3 + the user's
+
+
+def test_foreign_folder_is_refused_before_any_request(tmp_path) -> None:
+    mine = tmp_path / "stuffthingmaps" / "val2017" / "map.png"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"a user's file")
+    with serving(FakeServer(FILES)) as fake:
+        with pytest.raises(ArchiveError, match="was not unpacked by this command") as error:
+            _prepare(tmp_path, table_for(FILES, fake.url, 3))
+        assert fake.requests == []  # not even the archives before it
+        assert "\n" not in str(error.value) and str(mine.parent) in str(error.value)
+        mine.unlink(), mine.parent.rmdir()
+        staging = tmp_path / ".coco-staging-annotations"
+        staging.mkdir()
+        with pytest.raises(ArchiveError, match="is not this program's"):
+            _prepare(tmp_path, table_for(FILES, fake.url, 3))
+        assert fake.requests == []
+    assert mine.parent.parent.is_dir() and staging.is_dir()
+    assert not (tmp_path / "downloads").exists() and not (tmp_path / "val2017").exists()

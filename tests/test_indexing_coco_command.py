@@ -99,8 +99,10 @@ def test_whole_chain_to_an_index_whose_evaluation_runs(tmp_path, official, capsy
         assert status == 0, err
         assert ("val2017.zip", f"bytes={HALF}-") in fake.requests  # the drop was resumed
         assert "measured" in text and "images/s on cpu" in text and "expected build time" in text
-        downloaded = root / "checkpoints" / "encoder.pt"
+        (downloaded,) = (root / "checkpoints").glob("*-encoder.pt")
         assert f"python app.py --index {out} --checkpoint {downloaded}" in text
+        recorded = (root / "checkpoints" / "last-checkpoint.txt").read_text().strip()
+        assert recorded == str(downloaded.absolute())  # what `make coco` starts the app with
         manifest = json.loads((out / "manifest.json").read_text())
         assert manifest["counts"]["images"] == 4 and manifest["annotations"]
         assert (out / "evaluation.json").is_file()  # purity and the Evaluation tab
@@ -128,5 +130,43 @@ def test_checkpoint_url_that_gives_a_web_page_is_refused(tmp_path, official, cap
         status, _, err = _run(capsys, "coco", "--root", root, "--mirror", fake.url,
                               "--checkpoint", f"{fake.url}/share?e=abc")  # fmt: skip
     assert status == 1 and "did not give a SlotCon checkpoint" in err and "browser" in err
-    assert (root / "checkpoints" / "share.rejected").is_file()
-    assert not (root / "checkpoints" / "share").exists()
+    assert len(list((root / "checkpoints").glob("*-share.rejected"))) == 1
+    assert not list((root / "checkpoints").glob("*-share"))
+
+
+def test_partial_build_of_another_checkpoint_is_built_again(tmp_path, official) -> None:
+    from indexing.coco.index import build_coco_index
+    from indexing.store.directory import partial_dir
+
+    root, out = tmp_path / "coco", tmp_path / "index-coco"
+    (root / "downloads").mkdir(parents=True)
+    for archive in official:
+        (root / "downloads" / archive.filename).write_bytes(FILES[archive.filename])
+    cfg = CocoConfig(root=root, out=out, device="cpu", workers=0, size=64, batch_size=2,
+                     probe_batches=0)  # fmt: skip
+    prepare_data(cfg, say=[].append)
+    images = sorted((root / "val2017").glob("*.jpg"))
+    new = save_random_encoder(tmp_path / "new.pt", 2, images)
+    partial_dir(out).mkdir()  # an interrupted run with another model
+    (partial_dir(out) / "build.json").write_text(json.dumps({"checkpoint_sha256": "0" * 64}))
+    (partial_dir(out) / "chunks").mkdir()
+    said = []
+    assert build_coco_index(cfg, new, say=said.append) == out
+    assert any("was made with other settings; building again from zero" in s for s in said)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["images"] == 4 and not partial_dir(out).exists()
+
+
+def test_checkpoint_urls_with_the_same_file_name_are_two_files(tmp_path) -> None:
+    from indexing.coco.setup import resolve_checkpoint
+
+    files = {"download": save_random_encoder(tmp_path / "encoder.pt", 0).read_bytes()}
+    with serving(FakeServer(files)) as fake:
+        paths = [
+            resolve_checkpoint(CocoConfig(root=tmp_path / "coco", checkpoint=url), say=[].append)
+            for url in (f"{fake.url}/a/download?e=1", f"{fake.url}/b/download?e=1")
+        ]
+        assert len(fake.requests) == 2  # the second link is not taken for the first one's file
+    assert paths[0] != paths[1] and all(p.is_file() for p in paths)
+    assert all(p.parent == tmp_path / "coco" / "checkpoints" for p in paths)
+    assert all(p.name.endswith("-download") and len(p.name) == 12 + 9 for p in paths)

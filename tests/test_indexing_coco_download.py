@@ -9,6 +9,7 @@ import os
 import pytest
 from test_indexing_coco_fakes import FakeServer, serving
 
+from indexing.coco.archives import REJECTED_SUFFIX
 from indexing.coco.download import DownloadError, download, part_path
 
 DATA = os.urandom(3_000_000)  # three read chunks and a bit
@@ -73,7 +74,8 @@ def test_unknown_size_and_a_length_mismatch(tmp_path) -> None:
         assert dest.read_bytes() == DATA
         with pytest.raises(DownloadError, match="the published size is 5"):
             download(f"{fake.url}/f.zip", tmp_path / "g.zip", size=5, progress=False)
-    assert (tmp_path / "g.zip.rejected").is_file() and not part_path(tmp_path / "g.zip").exists()
+    assert (tmp_path / ("g.zip" + REJECTED_SUFFIX)).is_file()
+    assert not part_path(tmp_path / "g.zip").exists()
 
 
 @pytest.mark.parametrize("where", ["missing file", "nobody listening"])

@@ -42,6 +42,10 @@ def chunk_of(position: int, world: int, chunk_size: int) -> tuple[int, int]:
     return position % world, (position // world) // chunk_size
 
 
+class ResumeMismatch(ValueError):
+    """--resume was asked for, but the partial build was made with other settings."""
+
+
 class PartialBuild:
     """The `<out>.partial` directory of one build configuration (`settings`)."""
 
@@ -52,8 +56,8 @@ class PartialBuild:
         self.chunk_dir = self.root / "chunks"
 
     def check_resumable(self) -> bool:
-        """True when a partial build with the same settings exists; ValueError when one with
-        other settings does (a resume would mix two builds)."""
+        """True when a partial build with the same settings exists; ResumeMismatch (a
+        ValueError) when one with other settings does (a resume would mix two builds)."""
         path = self.root / "build.json"
         if not path.is_file():
             return False
@@ -67,7 +71,7 @@ class PartialBuild:
                 for key in set(self.settings) | set(saved or {})
                 if (saved or {}).get(key) != self.settings.get(key)
             )
-            raise ValueError(
+            raise ResumeMismatch(
                 f"cannot resume: {self.root} was made with other settings "
                 f"({', '.join(changed) or 'unreadable build.json'}); "
                 "run without --resume to start again"

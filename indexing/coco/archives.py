@@ -1,9 +1,11 @@
 """Verify a downloaded archive against the table, and unpack part of it atomically.
 
 Unpacking writes into `<root>/.coco-staging-<name>/` (marked as this program's by a file written
-first), puts a marker `.coco-unpacked.json` (the archive's name, size, MD5 and member count)
-beside the files, and only then renames the folder to its target: a target folder with its
-marker is complete, one without it was never made by this program and is not touched.
+first), puts a marker `.coco-unpacked.json` (the archive's name, MD5, member count and the
+files it wrote) beside the files, and only then renames the folder to its target: a target
+folder with its marker is complete, one without it was never made by this program and is not
+touched. Unpacking again removes or replaces only the files the marker lists (a single-file
+archive part, the instances JSON, replaces just that file in a folder that may hold others).
 """
 
 from __future__ import annotations
@@ -109,11 +111,9 @@ def unpacked_bytes(path: Path, archive: Archive) -> int:
         return sum(info.file_size for info in _members(zf, archive))
 
 
-def unpack(path: Path, archive: Archive, root: Path, md5: str, progress: bool = True) -> Path:
-    """Unpack the archive's members into `<root>/<target>` atomically; returns the target.
-
-    A target that exists without this program's marker is refused (ArchiveError): it is not
-    ours to replace."""
+def check_free_to_unpack(root: Path, archive: Archive) -> tuple[Path, Path]:
+    """ArchiveError when the archive's target or staging folder exists and is not this
+    program's (checked before any download, and again when unpacking); returns both."""
     target = root / archive.target
     if target.exists() and not (target / UNPACKED_MARKER).is_file():
         raise ArchiveError(
@@ -121,6 +121,17 @@ def unpack(path: Path, archive: Archive, root: Path, md5: str, progress: bool = 
             f"--root) and run again"
         )
     staging = root / f".coco-staging-{archive.name}"
+    if staging.exists() and not (staging / STAGING_MARKER).is_file():
+        raise ArchiveError(f"{staging} exists and is not this program's: move it away")
+    return target, staging
+
+
+def unpack(path: Path, archive: Archive, root: Path, md5: str, progress: bool = True) -> Path:
+    """Unpack the archive's members into `<root>/<target>` atomically; returns the target.
+
+    A target that exists without this program's marker is refused (ArchiveError): it is not
+    ours to replace."""
+    target, staging = check_free_to_unpack(root, archive)
     remove_staging(staging)
     staging.mkdir(parents=True)
     (staging / STAGING_MARKER).write_text("python -m indexing coco\n")
@@ -136,14 +147,44 @@ def unpack(path: Path, archive: Archive, root: Path, md5: str, progress: bool = 
         ) from None
     inside = staging / archive.prefix.rstrip("/")
     folder = inside if inside.is_dir() else inside.parent  # a single-file prefix: its folder
-    record = {"name": archive.name, "archive": path.name, "md5": md5, "members": len(members)}
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    record = {"name": archive.name, "archive": path.name, "md5": md5, "members": len(members),
+              "files": files}  # fmt: skip
     (folder / UNPACKED_MARKER).write_text(json.dumps(record, indent=1) + "\n")
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():  # an earlier unpack of ours (checked above): replaced as a whole
+    if not target.exists():
+        os.replace(folder, target)
+    elif inside.is_dir():  # an earlier unpack of ours: replaced as a whole if all of it is ours
+        _check_only_ours(target)
         shutil.rmtree(target)
-    os.replace(folder, target)
+        os.replace(folder, target)
+    else:  # a single file in a folder that may hold the user's files: only it is replaced
+        _check_only_ours(target, files)
+        (target / UNPACKED_MARKER).unlink()
+        for name in files:
+            os.replace(folder / name, target / name)
+        os.replace(folder / UNPACKED_MARKER, target / UNPACKED_MARKER)
     remove_staging(staging)
     return target
+
+
+def _check_only_ours(target: Path, names: list[str] | None = None) -> None:
+    """ArchiveError unless every file of `target` (or, given `names`, each of those that exists
+    there) is listed as ours by the marker of the earlier unpack."""
+    try:
+        ours = set(json.loads((target / UNPACKED_MARKER).read_text()).get("files", []))
+    except (OSError, ValueError, AttributeError):
+        ours = set()
+    if names is None:
+        present = [p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()]
+    else:
+        present = [n for n in names if (target / n).exists()]
+    foreign = sorted(set(present) - ours - {UNPACKED_MARKER})
+    if foreign:
+        raise ArchiveError(
+            f"{target / foreign[0]} is in the way of unpacking again and was not written by this "
+            f"command; move it away and run again"
+        )
 
 
 def remove_staging(staging: Path) -> None:

@@ -6,9 +6,10 @@ command (`make coco`).
 
 Order: a local checkpoint is checked first (a wrong file stops it before any download); then
 the archives are downloaded, verified and unpacked (each skipped when already done); then the
-checkpoint (a URL is downloaded here; none: where to get one, and exit status 1); then the
-expected build time and the build (skipped when the index is up to date); last, the commands
-to explore and score it.
+checkpoint (a URL is downloaded here; none: where to get one, and exit status 1), its absolute
+path recorded in <root>/checkpoints/last-checkpoint.txt (`make coco` starts the app with it);
+then the expected build time and the build (skipped when the index is up to date); last, the
+commands to explore and score it.
 """
 
 from __future__ import annotations
@@ -48,12 +49,13 @@ def run_coco(cfg: CocoConfig, table: tuple | None = None, say=print) -> Path:
     indexing.coco.sources.COCO_VAL_ARCHIVES). Raises the module errors (one line each):
     NotEnoughSpace, DownloadError, ArchiveError, CheckpointError, NeedCheckpoint."""
     from indexing.coco.index import build_coco_index
-    from indexing.coco.setup import prepare_data, resolve_checkpoint
+    from indexing.coco.setup import prepare_data, record_checkpoint, resolve_checkpoint
 
     local = cfg.checkpoint and not cfg.checkpoint.startswith(("http://", "https://"))
     checkpoint = resolve_checkpoint(cfg, say) if local else None
     prepare_data(cfg, table, say=say)
     checkpoint = checkpoint or resolve_checkpoint(cfg, say)
+    record_checkpoint(cfg, checkpoint)  # `make coco` starts the app with it
     out = build_coco_index(cfg, checkpoint, say)
     say(next_steps(out, checkpoint))
     return out

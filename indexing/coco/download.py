@@ -21,6 +21,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from indexing.coco.archives import REJECTED_SUFFIX
+
 CHUNK = 1 << 20  # bytes read and written at a time
 USER_AGENT = "slotcon-explorer (python -m indexing coco)"
 
@@ -70,7 +72,7 @@ def download(
             time.sleep(min(2.0**attempt, 10.0) * 0.1)
     got = part.stat().st_size
     if size is not None and got != size:
-        aside = dest.with_name(dest.name + ".rejected")
+        aside = dest.with_name(dest.name + REJECTED_SUFFIX)
         os.replace(part, aside)  # ours; a resume from it would only add to the wrong bytes
         raise DownloadError(
             f"{dest.name}: the server sent {got:,} bytes, the published size is {size:,}; "

@@ -1,9 +1,13 @@
 """The COCO val2017 index of `python -m indexing coco`: skipped when up to date, else the
 expected time is measured and printed, then `indexing build` runs with the instances JSON
-(so that the app's Evaluation tab and the per-prototype purity work)."""
+(so that the app's Evaluation tab and the per-prototype purity work).
+
+    build_coco_index(cfg, checkpoint) -> the index directory (skipped when it is up to date)
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -40,14 +44,19 @@ def build_coco_index(cfg: CocoConfig, checkpoint: Path, say: Say = print) -> Pat
         batch_size=cfg.batch_size,
         device=cfg.device,
         workers=cfg.workers,
-        resume=partial_dir(out).is_dir(),  # an interrupted earlier run continues
+        resume=partial_dir(out).is_dir(),  # an interrupted earlier run continues (same settings)
     )
     if cfg.probe_batches:
         say(expected_time(build, cfg.probe_batches))
     from indexing.build.cli import run_build
+    from indexing.build.partial import ResumeMismatch
 
     sys.stdout.flush()
-    run_build(build)
+    try:
+        run_build(build)
+    except ResumeMismatch:  # another checkpoint or size: those chunks cannot be used
+        say(f"index: {partial_dir(out)} was made with other settings; building again from zero")
+        run_build(dataclasses.replace(build, resume=False))
     return out
 
 

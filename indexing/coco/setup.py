@@ -1,9 +1,11 @@
-"""COCO val2017 in one command: download, verify, unpack, check the model, build the index.
+"""COCO val2017's data and model: download, verify, unpack, check the model (the index is
+indexing.coco.index's).
 
     prepare_data(cfg)        archives -> <root>/val2017, <root>/annotations/instances_val2017.json,
                              <root>/stuffthingmaps/val2017 (each skipped when already complete)
-    resolve_checkpoint(cfg)  a local file or a URL -> a checked checkpoint path
-    build_coco_index(cfg, checkpoint) -> the index directory (skipped when it is up to date)
+    resolve_checkpoint(cfg)  a local file or a URL (cached as <root>/checkpoints/<sha256 of
+                             the URL, 12 hex>-<its last path part>) -> a checked checkpoint path
+    record_checkpoint(cfg, checkpoint)  its absolute path -> <root>/checkpoints/last-checkpoint.txt
 
 Every step refuses before it writes when something is wrong (disk space, a foreign folder, a
 wrong file), with one line that says what to do; nothing the program did not write is removed.
@@ -11,6 +13,7 @@ wrong file), with one line that says what to do; nothing the program did not wri
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from collections.abc import Callable
@@ -23,6 +26,7 @@ from indexing.coco.sources import COCO_VAL_ARCHIVES, Archive, with_mirror
 
 Say = Callable[[str], None]
 AUTHORS_MODELS = "https://github.com/CVMI-Lab/SlotCon#pretrained-models"
+LAST_CHECKPOINT = "last-checkpoint.txt"  # in <root>/checkpoints/: the model of the last run
 
 
 class NotEnoughSpace(OSError):
@@ -71,6 +75,8 @@ def prepare_data(
             say(f"{archive.name}: already verified and unpacked ({root / archive.target})")
     if not todo:
         return
+    for archive in todo:  # a foreign folder in the way: refused before any download
+        zips.check_free_to_unpack(root, archive)
     check_space(root, todo)
     for archive in todo:
         _prepare_one(cfg, archive, say)
@@ -117,8 +123,9 @@ def _prepare_one(cfg: CocoConfig, archive: Archive, say: Say) -> None:
 
 def resolve_checkpoint(cfg: CocoConfig, say: Say = print) -> Path:
     """The model file: cfg.checkpoint as given, or downloaded (with resume) when it is a URL
-    into <root>/checkpoints/. NeedCheckpoint when none was given; CheckpointError when the file
-    is not a SlotCon checkpoint (this project's or the authors' published layout)."""
+    into <root>/checkpoints/<sha256(url)[:12]>-<name>. NeedCheckpoint when none was given;
+    CheckpointError when the file is not a SlotCon checkpoint (this project's or the authors'
+    published layout)."""
     from model.checkpoint import CheckpointError, encoder_weights, read_checkpoint
 
     if not cfg.checkpoint:
@@ -129,7 +136,8 @@ def resolve_checkpoint(cfg: CocoConfig, say: Say = print) -> Path:
         encoder_weights(read_checkpoint(path), path.name)  # CheckpointError: a foreign file
         return path
     name = source.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "checkpoint.pth"
-    path = cfg.root / "checkpoints" / name
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]  # two URLs, two files
+    path = cfg.root / "checkpoints" / f"{digest}-{name}"
     if not path.exists():
         say(f"checkpoint: downloading {source}")
         download(source, path, retries=cfg.retries, say=say)
@@ -143,6 +151,15 @@ def resolve_checkpoint(cfg: CocoConfig, say: Say = print) -> Path:
             f"link (OneDrive) opens a web page: download the file in a browser and pass its path"
         ) from None
     return path
+
+
+def record_checkpoint(cfg: CocoConfig, checkpoint: Path) -> Path:
+    """Write the model's absolute path to <root>/checkpoints/last-checkpoint.txt (`make coco`
+    starts the app with it); returns that file."""
+    record = cfg.root / "checkpoints" / LAST_CHECKPOINT
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(f"{checkpoint.absolute()}\n")
+    return record
 
 
 def checkpoint_help(cfg: CocoConfig) -> str:
