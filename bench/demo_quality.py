@@ -59,9 +59,10 @@ def split_pairs(per_class_iou: dict[str, float]) -> list[tuple[str, str, str, bo
 
 
 def print_pairs_and_stuff(result: dict, labels: CocoLabels) -> None:
-    """The palette pairs that split and the stuff classes under the bar, majority vote."""
+    """The palette pairs that split (result["palette_pairs_split"]) and the stuff classes under
+    the bar, majority vote."""
     per_class = result["majority"]["per_class_iou"]
-    rows = split_pairs(per_class)
+    rows = result["palette_pairs_split"]
     print(f"palette pairs split (both classes at IoU >= {OBJECT_FOUND_IOU}): ", end="")
     print(f"{sum(r[3] for r in rows)} of {len(rows)}")
     for palette, a, b, split in rows:
@@ -170,11 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\nper-class IoU, majority vote (" + " / ".join(rows) + "):")
     per_class = [rows[k]["majority"]["per_class_iou"] for k in rows]
     print(", ".join(f"{c} " + " / ".join(f"{r[c]:.0f}" for r in per_class) for c in per_class[0]))
-    print_pairs_and_stuff(rows["trained"], labels)
     for r in rows.values():
         r["palette_pairs_split"] = [
             list(row) for row in split_pairs(r["majority"]["per_class_iou"])
         ]
+    print_pairs_and_stuff(rows["trained"], labels)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

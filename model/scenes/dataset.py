@@ -46,11 +46,6 @@ def _params(images: int, size: int, seed: int, split: str, style: str) -> dict:
     }
 
 
-def describe(params: dict) -> str:
-    """How a data set's info reads in a message: its style and generator version."""
-    return f"{params.get('style', 'hard')} scenes of generator version {params.get('version')}"
-
-
 def _annotate(image_id: int, inst: np.ndarray, cats: list[int]) -> list[dict]:
     """One COCO annotation (without id) per visible instance; RLE counts as str."""
     anns = []
@@ -131,11 +126,12 @@ def _check_target(out: Path, split: str, style: str) -> None:
         params = (_load_ours(other) or {}).get("info", {}).get("scenes")
         if other.name == f"instances_{split}.json" or params is None:
             continue
-        if (params.get("style", "hard"), params.get("version")) != (style, GENERATOR_VERSION):
+        found = params.get("style", "hard"), params.get("version")  # version 1 had no style
+        if found != (style, GENERATOR_VERSION):
             raise FileExistsError(
-                f"{out} holds {describe(params)} (split {params.get('split')}); a folder holds "
-                f"one style and version: write {style} scenes of version {GENERATOR_VERSION} to "
-                "another --out"
+                f"{out} holds {found[0]} scenes of generator version {found[1]} (split "
+                f"{params.get('split')}); a folder holds one style and version: write {style} "
+                f"scenes of version {GENERATOR_VERSION} to another --out"
             )
     json_path = out / "annotations" / f"instances_{split}.json"
     if json_path.exists() and _load_ours(json_path) is None:

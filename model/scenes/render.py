@@ -7,8 +7,8 @@ a darker rim and a soft shadow. Two styles (STYLES):
 
 - ``natural`` (the default, as photographs are): each class has a characteristic palette shared
   with exactly one other class (model.scenes.palettes), 15 % of instances in random colours;
-  1-4 objects spanning 26-88 % of the side: objects cover about a third of the pixels (32-33 %
-  measured over 800 scenes).
+  1-4 objects spanning 26-88 % of the side: objects cover about a third of the pixels (31-33 %
+  measured over 4 x 200 scenes).
 - ``hard`` (the generator's first version, unchanged): random colours for every instance, so
   colour never identifies a class; 1-6 objects spanning 8-45 % of the side (about 14 % of the
   pixels).
