@@ -32,6 +32,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import torch
+from build_stages import STAGES, stage_split  # bench/build_stages.py, beside this script
 from machine import cpu_name  # bench/machine.py, beside this script
 from PIL import Image
 
@@ -142,7 +143,31 @@ def run_one(name: str, images: Path, checkpoint: Path, out: Path, args) -> dict:
         "latency_ms": latency,
     }
     print(markdown_row(row), flush=True)
+    if args.stages:
+        row["stages"] = stage_split(images, checkpoint, args.batch_size, args.device)
+        print(STAGES_HEADER + "\n" + stages_row(name, row), flush=True)
     return row
+
+
+STAGES_HEADER = (
+    "| collection | decode | resize + batching | forward | grouping + pooling | maps + tables "
+    "| network only img/s | build img/s | build / network |\n"
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+)
+
+
+def stages_row(name: str, row: dict) -> str:
+    """Milliseconds per image of each stage alone, then the build's rate against the network's."""
+    split = row["stages"]
+    network = split["network_images_per_second"]
+    cells = [
+        name,
+        *(f"{split['ms_per_image'][stage]:.1f} ms" for stage in STAGES),
+        f"{network:.2f}",
+        f"{row['images_per_second']:.2f}",
+        f"{100 * row['images_per_second'] / network:.0f} %",
+    ]
+    return "| " + " | ".join(cells) + " |"
 
 
 def markdown_row(row: dict) -> str:
@@ -190,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="r50",
         help="--coco-sized: r50 (the paper's ResNet-50, K 256) or demo (the demo preset's shape)",
     )
+    p.add_argument(
+        "--checkpoint", type=Path, default=None, help="--coco-sized: this model, not random weights"
+    )
+    p.add_argument(
+        "--stages",
+        action="store_true",
+        help="also time each stage alone and the network on its own (bench/build_stages.py)",
+    )
     p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--batch-size", type=int, default=16, help="16 on CPU; 64 on a GPU for R50")
     p.add_argument("--workers", type=int, default=2, help="decoding processes; 8 with a GPU")
@@ -209,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.coco_sized:
             kind = "mixed" if args.mixed_sizes else "640x480"
             images = coco_sized_images(work / f"coco-{kind}", args.coco_images, args.mixed_sizes)
-            if args.model == "r50":
+            if args.checkpoint is not None:
+                checkpoint, model = args.checkpoint, args.checkpoint.name
+            elif args.model == "r50":
                 checkpoint = random_checkpoint(ModelConfig(), work / "r50_k256.pt")
                 model = "R50 K 256"
             else:

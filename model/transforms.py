@@ -91,6 +91,10 @@ def assign_pixels(
     K = 256 on large images. score[k] = mean of dots[k] over the pixels assigned to k.
     pixels and score count the pixels of counted_region(info) only: all of them, unless the
     encoder saw a crop (then the map outside the crop only repeats the crop's border).
+
+    Each run of rows upsamples only the prototypes that can win in its quads (candidate_cells):
+    the others' interpolated dots are below the winner's everywhere, so the argmax, and every
+    value it keeps, are those of upsampling all K (the channels are interpolated independently).
     """
     K = dots.shape[0]
     w_map, h_map = info.map_size
@@ -99,18 +103,22 @@ def assign_pixels(
     gx, inside_x = _grid_axis(info, stride, 0)
     gy, inside_y = _grid_axis(info, stride, 1)
     gx = gx.to(cells.device)
+    row_quads = candidate_cells(cells[0]).any(dim=2)  # (K, h): k can win in that row of quads
     assignment = np.empty((H, W), dtype=np.int16)
     pixels = torch.zeros(K, dtype=torch.float64)
     sums = torch.zeros(K, dtype=torch.float64)
-    for top in range(0, H, block_rows):
-        rows = min(block_rows, H - top)
+    for top, bottom, first, last in _row_groups(gy, h_map, block_rows):
+        chosen = row_quads[:, first : last + 1].any(dim=1).nonzero().flatten()
         grid = torch.stack(
-            torch.meshgrid(gy[top : top + rows].to(cells.device), gx, indexing="ij")[::-1], dim=-1
+            torch.meshgrid(gy[top:bottom].to(cells.device), gx, indexing="ij")[::-1], dim=-1
         )[None]  # (1, rows, W, 2) as (x, y)
-        up = F.grid_sample(cells, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        best, winner = up[0].max(dim=0)  # (rows, W)
-        assignment[top : top + rows] = winner.cpu().numpy()
-        counted = (inside_y[top : top + rows, None] & inside_x[None, :]).flatten()
+        up = F.grid_sample(
+            cells[:, chosen], grid, mode="bilinear", padding_mode="border", align_corners=False
+        )
+        best, winner = up[0].max(dim=0)  # (rows, W), winner indexes `chosen`
+        winner = chosen[winner]
+        assignment[top:bottom] = winner.cpu().numpy()
+        counted = (inside_y[top:bottom, None] & inside_x[None, :]).flatten()
         flat = winner.flatten().cpu()[counted]
         pixels += torch.bincount(flat, minlength=K).double()
         best = best.flatten().cpu()[counted].double()
@@ -118,6 +126,38 @@ def assign_pixels(
     with np.errstate(invalid="ignore", divide="ignore"):
         score = (sums / pixels).float().numpy()
     return assignment, pixels.long().numpy(), score
+
+
+def candidate_cells(cells: torch.Tensor, margin: float = 1e-4) -> torch.Tensor:
+    """Cells (K, h, w) -> (K, h, w) bool: can prototype k be the argmax of the bilinear
+    upsampling anywhere in the quad of cells (i, j), (i, j + 1), (i + 1, j), (i + 1, j + 1)?
+
+    An interpolated value lies between the smallest and the largest of its quad's values, so k
+    can win there only if its largest reaches the largest of the other prototypes' smallest.
+    The last row and column repeat the edge (the border padding of the upsampling); a pixel
+    that interpolates fewer cells uses a subset of its quad, for which the test holds too.
+    margin (relative to the largest |dot|) covers the interpolation's rounding."""
+    padded = F.pad(cells[None], (0, 1, 0, 1), mode="replicate")  # (1, K, h + 1, w + 1)
+    high = F.max_pool2d(padded, 2, stride=1)[0]  # (K, h, w)
+    low = -F.max_pool2d(-padded, 2, stride=1)[0]
+    slack = margin * max(float(cells.abs().max()), 1.0)
+    return high >= low.max(dim=0).values - slack
+
+
+def _row_groups(grid_y: torch.Tensor, cells: int, max_rows: int) -> list[tuple[int, int, int, int]]:
+    """Pixel rows -> runs (top, bottom, first, last) of at most max_rows rows that sample the
+    same rows of quads first..last. A row whose map coordinate lies within rounding of a cell
+    row samples both quads around it (the upsampling rounds its own way)."""
+    position = ((grid_y.double() + 1) * cells - 1) / 2
+    low = (position - 1e-4).clamp(0, cells - 1).floor().long().clamp(0, cells - 1).tolist()
+    high = (position + 1e-4).clamp(0, cells - 1).floor().long().clamp(0, cells - 1).tolist()
+    groups: list[tuple[int, int, int, int]] = []
+    for y, quads in enumerate(zip(low, high)):
+        if groups and groups[-1][2:] == quads and y - groups[-1][0] < max_rows:
+            groups[-1] = (groups[-1][0], y + 1, *quads)
+        else:
+            groups.append((y, y + 1, *quads))
+    return groups
 
 
 def _grid_axis(info: Preprocessed, stride: int, axis: int) -> tuple[torch.Tensor, torch.Tensor]:
