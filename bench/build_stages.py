@@ -38,9 +38,16 @@ from model.data import list_images, load_rgb
 STAGES = ("decode", "resize", "forward", "group", "write")
 
 
-def stage_split(images: Path, checkpoint: Path, batch_size: int, device: str = "cpu") -> dict:
+def stage_split(
+    images: Path,
+    checkpoint: Path,
+    batch_size: int,
+    device: str = "cpu",
+    precision: str = "fp32",
+    runtime: str = "eager",
+) -> dict:
     """Seconds of each stage over the images of the folder, and the network-only images/s."""
-    encoder = load_encoder(checkpoint, device or None)
+    encoder = load_encoder(checkpoint, device or None, precision=precision).use_runtime(runtime)
     paths = list_images(images)
     seconds = dict.fromkeys(STAGES, 0.0)
 
@@ -62,7 +69,7 @@ def stage_split(images: Path, checkpoint: Path, batch_size: int, device: str = "
     start = time.perf_counter()
     for batch in batches:
         out = encoder(batch.x, encoder.valid_mask(batch.infos, tuple(batch.x.shape[-2:])))
-        outputs.append((batch, out.dots.cpu(), out.slots.cpu()))
+        outputs.append((batch, out.dots, out.slots))  # on the device, as the build keeps them
     _synchronize(encoder.device)
     seconds["forward"] = time.perf_counter() - start
 

@@ -127,6 +127,8 @@ def run_one(name: str, images: Path, checkpoint: Path, out: Path, args) -> dict:
         batch_size=args.batch_size,
         device=args.device,
         workers=args.workers,
+        precision=args.precision,
+        runtime=args.runtime,
     )
     start = time.perf_counter()
     build_index(config)
@@ -144,7 +146,9 @@ def run_one(name: str, images: Path, checkpoint: Path, out: Path, args) -> dict:
     }
     print(markdown_row(row), flush=True)
     if args.stages:
-        row["stages"] = stage_split(images, checkpoint, args.batch_size, args.device)
+        row["stages"] = stage_split(
+            images, checkpoint, args.batch_size, args.device, args.precision, args.runtime
+        )
         print(STAGES_HEADER + "\n" + stages_row(name, row), flush=True)
     return row
 
@@ -224,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="also time each stage alone and the network on its own (bench/build_stages.py)",
     )
     p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--precision", default="fp32", help="fp32 | bf16 (the build's --precision)")
+    p.add_argument("--runtime", default="eager", help="the build's --runtime (model.runtimes)")
     p.add_argument("--batch-size", type=int, default=16, help="16 on CPU; 64 on a GPU for R50")
     p.add_argument("--workers", type=int, default=2, help="decoding processes; 8 with a GPU")
     p.add_argument("--queries", type=int, default=200, help="timed calls per query kind")
@@ -250,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 checkpoint = random_checkpoint(DEMO.model, work / "demo_shape.pt")
                 model = f"demo model (K {DEMO.model.num_prototypes}), 192 px"
-            name = f"{args.coco_images:,} x {kind} JPEG, {model}"
+            name = f"{args.coco_images:,} x {kind} JPEG, {model}, {args.precision} {args.runtime}"
             rows.append(run_one(name, images, checkpoint, work / "index", args))
         else:
             checkpoint = random_checkpoint(DEMO.model, work / "demo_shape.pt")

@@ -23,6 +23,7 @@ from model.backbone import build_backbone
 from model.config import ModelConfig
 from model.grouping import GroupingOutput, SemanticGrouping
 from model.heads import Projector
+from model.runtimes import Network, network_runtime
 from model.transforms import ImageTransform, Preprocessed
 
 PRECISIONS = ("fp32", "bf16")  # inference precision: fp32, or bf16 autocast (faster on GPUs)
@@ -54,6 +55,17 @@ class SlotConEncoder(nn.Module):
         self.transform = ImageTransform(cfg.output_stride, input_size or default_size)
         self.requires_grad_(False)
         self.eval()
+        self.runtime = "eager"  # how the network runs (model.runtimes); use_runtime changes it
+        self._network: Network | None = None
+
+    def use_runtime(self, runtime: str) -> SlotConEncoder:
+        """Run backbone + projector by `runtime` (model.runtimes.RUNTIMES) from now on; call
+        after moving the encoder to its device."""
+        network = nn.Sequential(self.backbone, self.projector)
+        bf16 = self.precision == "bf16"
+        self._network = network_runtime(network, runtime, self.device, bf16)
+        self.runtime = runtime
+        return self
 
     @property
     def stride(self) -> int:
@@ -88,7 +100,11 @@ class SlotConEncoder(nn.Module):
             images = images.contiguous(memory_format=torch.channels_last)
         bf16 = self.precision == "bf16"
         with _full_fp32(self.device.type == "cuda" and not bf16):
+            if self._network is not None and self.runtime == "openvino":
+                return self._network(images).float()  # its own bf16 (model.runtimes)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+                if self._network is not None:
+                    return self._network(images).float()
                 return self.projector(self.backbone(images)).float()  # (B, D, h, w)
 
     @torch.inference_mode()

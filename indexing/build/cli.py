@@ -14,6 +14,7 @@ from indexing.build.config import BuildConfig
 from indexing.store.directory import MANIFEST
 from indexing.store.faiss_index import INDEX_TYPES
 from model.flags import add_config_flags, config_from_args
+from model.runtimes import RUNTIMES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "torchrun --nproc_per_node=N -m indexing build ...",
     )
     add_config_flags(
-        p, BuildConfig, choices={"index_type": INDEX_TYPES}, metavars={"annotations": "JSON"}
+        p,
+        BuildConfig,
+        choices={"index_type": INDEX_TYPES, "runtime": RUNTIMES},
+        metavars={"annotations": "JSON"},
     )
 
 

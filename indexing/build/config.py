@@ -12,6 +12,7 @@ from pathlib import Path
 
 from indexing.store.faiss_index import INDEX_TYPES
 from model.flags import flag
+from model.runtimes import RUNTIMES
 
 # decoding processes per build process: 4-8 per GPU; at most the CPU's cores
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
@@ -68,6 +69,12 @@ class BuildConfig:
         "fp32 (recommended: scores and the build's evaluation as the paper's); bf16 autocast is "
         "faster on GPUs and moves some pixels to another prototype",
     )
+    runtime: str = flag(
+        "eager",
+        "how the network runs on the CPU: eager (recommended: the maps as PyTorch computes "
+        "them); channels-last, compile or openvino are faster and move a few pixels in a "
+        "million to another prototype (docs/BENCHMARKS.md); openvino needs pip install openvino",
+    )
     authors_crop: bool = flag(
         False,
         "like-for-like with the authors' visualisation: resize 256 + centre crop 224 instead of "
@@ -86,3 +93,5 @@ class BuildConfig:
 
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")

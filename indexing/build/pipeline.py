@@ -118,6 +118,7 @@ def _build(cfg, on_chunk, rank_device: torch.device, started: float) -> Path | N
     if distributed.is_distributed() and cfg.device in ("", "cuda"):
         device = str(rank_device)  # one GPU per process
     encoder = load_encoder(cfg.checkpoint, device, input_size=cfg.size, precision=cfg.precision)
+    encoder.use_runtime(cfg.runtime)
     paths = list_collection(root, exclude=(out, partial_dir(out)))
     labels = load_labels(cfg.annotations) if cfg.annotations else None
     annotation_ids = match_annotations(paths, labels) if labels is not None else None
@@ -140,6 +141,7 @@ def _build(cfg, on_chunk, rank_device: torch.device, started: float) -> Path | N
         "chunk_size": cfg.chunk_size,
         "processes": world,
         "precision": cfg.precision,
+        "runtime": cfg.runtime,
         "view": _view_dict(cfg),
         "format_version": FORMAT_VERSION,  # chunks of another format cannot be resumed
     }
@@ -318,6 +320,7 @@ def _header(
             "batch_size": cfg.batch_size,
             "chunk_size": cfg.chunk_size,
             "precision": cfg.precision,
+            "runtime": cfg.runtime,
             "view": _view_dict(cfg),  # null: whole images
         },
     )
