@@ -71,7 +71,9 @@ def test_fp32_encoder_on_cuda_matches_cpu(cuda_run):
 def test_index_of_photos_does_not_depend_on_the_batch_size_on_cuda(photos, tmp_path):
     from test_indexing_build_batching import assert_batch_size_does_not_matter
 
-    assert_batch_size_does_not_matter(photos[0].parent, tmp_path, "cuda")
+    # on an H200, 1 pixel of 240,000 moved between batches of 1 and 8 (a near-tie; cuDNN's
+    # kernels depend on the batch size, deterministic mode or not): docs/BENCHMARKS.md
+    assert_batch_size_does_not_matter(photos[0].parent, tmp_path, "cuda", near_ties=1e-5)
 
 
 def test_bf16_encoder_on_cuda_agrees_with_cpu(cuda_run):

@@ -129,7 +129,13 @@ def test_index_of_mixed_size_photos_does_not_depend_on_the_batch_size(photos, tm
     assert_batch_size_does_not_matter(photos[0].parent, tmp_path, "cpu")
 
 
-def assert_batch_size_does_not_matter(images: Path, tmp_path: Path, device: str) -> None:
+def assert_batch_size_does_not_matter(
+    images: Path, tmp_path: Path, device: str, near_ties: float = 0.0
+) -> None:
+    """Batches of 1, of 8, of 8 in chunks of 3 and of 3 give the same index. near_ties: the
+    share of an image's pixels allowed to change prototype (cuDNN picks its kernels by batch
+    size, which moves features by ~4e-6 on an H200); such an image's slot rows are then not
+    compared exactly."""
     alone = build_tables(images, tmp_path / "b1", batch_size=1, device=device)
     assert alone["manifest"]["counts"]["images"] == len(PHOTOS)
     assert alone["manifest"]["counts"]["skipped"] == 0
@@ -139,9 +145,21 @@ def assert_batch_size_does_not_matter(images: Path, tmp_path: Path, device: str)
         out = tmp_path / f"b{batch_size}c{chunk_size}"
         other = build_tables(images, out, batch_size, chunk_size, device)
         assert other["maps"].keys() == alone["maps"].keys()
+        moved = set()
         for name, assignment in alone["maps"].items():
-            np.testing.assert_array_equal(other["maps"][name], assignment, err_msg=name)
+            differing = int((other["maps"][name] != assignment).sum())
+            assert differing <= near_ties * assignment.size, (name, differing)
+            if differing:
+                moved.add(name)
+        same = ~alone["slots"]["image_id"].isin(moved)
+        assert same.sum() > len(alone["slots"]) // 2
         exact = ["slot_id", "image_id", "prototype", "bbox_x", "bbox_y", "bbox_w", "bbox_h"]
-        pd.testing.assert_frame_equal(other["slots"][exact], alone["slots"][exact])
+        unmoved = other["slots"][~other["slots"]["image_id"].isin(moved)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(
+            unmoved[exact].drop(columns="slot_id"),
+            alone["slots"][same].reset_index(drop=True)[exact].drop(columns="slot_id"),
+        )
+        if not moved:
+            pd.testing.assert_frame_equal(other["slots"][exact], alone["slots"][exact])
         for column in ("area", "score"):
-            np.testing.assert_allclose(other["slots"][column], alone["slots"][column], atol=1e-5)
+            np.testing.assert_allclose(unmoved[column], alone["slots"][same][column], atol=1e-5)
