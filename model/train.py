@@ -138,21 +138,32 @@ def optimisation_step(
     amp_dtype: torch.dtype | None,
     momentum: float,
     check: Callable[[SlotConLosses], None] | None = None,
+    lap: Callable[[str], None] | None = None,
 ) -> SlotConLosses:
     """One step: forward (autocast when `amp_dtype`), `check` on the detached losses before
-    anything changes, backward, optimizer, teacher EMA. `net` is `model` or its DDP wrapper;
-    bench/train_speed.py times exactly this."""
+    anything changes, backward, optimizer, teacher EMA. `net` is `model` or its DDP wrapper.
+    `lap(stage)` is called as each stage ends ("forward", "backward", "optimizer", "ema"), so
+    that bench/train_speed.py times this very code stage by stage."""
+    lap = lap or _no_lap
     device_type = views[0].device.type
     with torch.autocast(device_type, dtype=amp_dtype, enabled=amp_dtype is not None):
         losses = net(*views)
     if check is not None:
         check(SlotConLosses(*(None if t is None else t.detach() for t in losses)))
+    lap("forward")
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(losses.loss).backward()
+    lap("backward")
     scaler.step(optimizer)
     scaler.update()
+    lap("optimizer")
     model.update_teacher(momentum)
+    lap("ema")
     return losses
+
+
+def _no_lap(_stage: str) -> None:
+    pass
 
 
 def views_to_device(views, device: torch.device) -> list[torch.Tensor]:

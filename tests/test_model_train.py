@@ -254,6 +254,27 @@ def test_teacher_momentum_schedule():
     )
 
 
+def _adamw(model: SlotCon) -> torch.optim.Optimizer:
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+
+
+def test_optimisation_step_reports_its_stages_in_order_and_computes_the_same(batch):
+    """The stage hook (bench/train_speed.py's timer) only observes: same parameters after."""
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(SlotCon(TINY.model))
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    stages = []
+    for model, lap in zip(models, (None, stages.append)):
+        train_module.optimisation_step(
+            model, model, _adamw(model), scaler, batch, None, 0.9, lap=lap
+        )
+    assert stages == ["forward", "backward", "optimizer", "ema"]
+    a, b = (dict(m.named_parameters()) for m in models)
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
 # ---------------------------------------------------------------- the trainer
 
 
