@@ -167,11 +167,11 @@ def _no_lap(_stage: str) -> None:
 
 
 def views_to_device(views, device: torch.device) -> list[torch.Tensor]:
-    """A batch's six TwoViews tensors on `device`, the two views channels_last on CUDA."""
+    """A batch's TwoViews (or ManyViews) tensors on `device`, the two views channels_last as
+    the model (`_model`)."""
     tensors = [t.to(device, non_blocking=True) for t in views]
-    if device.type == "cuda":
-        tensors[0] = tensors[0].contiguous(memory_format=torch.channels_last)
-        tensors[1] = tensors[1].contiguous(memory_format=torch.channels_last)
+    tensors[0] = tensors[0].contiguous(memory_format=torch.channels_last)
+    tensors[1] = tensors[1].contiguous(memory_format=torch.channels_last)
     return tensors
 
 
@@ -187,7 +187,7 @@ def _data(cfg: TrainConfig, per_rank: int, rank: int, world: int, device: torch.
     images = ImageCollection(collection_root(cfg.data, cfg.split))
     augment = augment_config(cfg)
     if cfg.pipeline == "tensor":
-        decoded = DecodedImages(images)
+        decoded = DecodedImages(images, progress=distributed.is_main_process())
         if decoded.skipped and distributed.is_main_process():
             print(f"warning: {len(decoded.skipped)} unreadable images skipped", file=sys.stderr)
         sampler = EpochSampler(len(decoded), per_rank, cfg.seed, rank, world)
@@ -322,13 +322,12 @@ def _save_after_epoch(
 
 
 def _model(cfg: TrainConfig, device: torch.device, world: int) -> SlotCon:
-    """The SlotCon module on `device`: SyncBatchNorm across GPUs, channels_last on CUDA."""
+    """The SlotCon module on `device`: SyncBatchNorm across GPUs, channels_last (the layout
+    oneDNN's CPU convolutions and cuDNN's tensor cores prefer; docs/BENCHMARKS.md)."""
     model = SlotCon(cfg.model).to(device)
     if world > 1 and device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    return model
+    return model.to(memory_format=torch.channels_last)
 
 
 def _schedule(cfg: TrainConfig, steps_per_epoch: int) -> Schedule:
