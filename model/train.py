@@ -286,7 +286,8 @@ def _log_to(log: TextIO | None, bar: tqdm) -> Callable[[dict], None]:
         if log:
             log.write(json.dumps(record) + "\n")
             log.flush()
-        bar.set_postfix(loss=f"{record['loss']:.3f}", ips=f"{record['images_per_s']:.0f}")
+        postfix = {"loss": f"{record['loss']:.3f}", "ips": f"{record['images_per_s']:.0f}"}
+        bar.set_postfix(postfix, refresh=False)  # update() draws it: one line a step, not two
         bar.update(1)
 
     return report
