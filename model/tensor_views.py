@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
+from tqdm import tqdm
 
 from model.augment import (
     AugmentConfig,
@@ -39,11 +40,18 @@ class DecodedImages:
 
     Unreadable files are skipped with a warning and counted in `skipped`; when all images share
     one size they are kept as one (N, 3, H, W) tensor, which batches without copying per image.
+    `progress` shows a bar (rate, time left): a large collection takes minutes to decode.
     """
 
-    def __init__(self, collection: ImageCollection, max_bytes: int = MAX_DECODED_BYTES):
+    def __init__(
+        self,
+        collection: ImageCollection,
+        max_bytes: int = MAX_DECODED_BYTES,
+        progress: bool = False,
+    ):
         images, total, self.skipped = [], 0, []
-        for path in collection.paths:
+        paths = tqdm(collection.paths, desc="decode", unit="image", disable=not progress)
+        for path in paths:
             try:
                 array = np.array(load_rgb(path))  # (H, W, 3) uint8, writable
             except UnreadableImage as error:

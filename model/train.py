@@ -138,29 +138,40 @@ def optimisation_step(
     amp_dtype: torch.dtype | None,
     momentum: float,
     check: Callable[[SlotConLosses], None] | None = None,
+    lap: Callable[[str], None] | None = None,
 ) -> SlotConLosses:
     """One step: forward (autocast when `amp_dtype`), `check` on the detached losses before
-    anything changes, backward, optimizer, teacher EMA. `net` is `model` or its DDP wrapper;
-    bench/train_speed.py times exactly this."""
+    anything changes, backward, optimizer, teacher EMA. `net` is `model` or its DDP wrapper.
+    `lap(stage)` is called as each stage ends ("forward", "backward", "optimizer", "ema"), so
+    that bench/train_speed.py times this very code stage by stage."""
+    lap = lap or _no_lap
     device_type = views[0].device.type
     with torch.autocast(device_type, dtype=amp_dtype, enabled=amp_dtype is not None):
         losses = net(*views)
     if check is not None:
         check(SlotConLosses(*(None if t is None else t.detach() for t in losses)))
+    lap("forward")
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(losses.loss).backward()
+    lap("backward")
     scaler.step(optimizer)
     scaler.update()
+    lap("optimizer")
     model.update_teacher(momentum)
+    lap("ema")
     return losses
 
 
+def _no_lap(_stage: str) -> None:
+    pass
+
+
 def views_to_device(views, device: torch.device) -> list[torch.Tensor]:
-    """A batch's six TwoViews tensors on `device`, the two views channels_last on CUDA."""
+    """A batch's TwoViews (or ManyViews) tensors on `device`, the two views channels_last as
+    the model (`_model`)."""
     tensors = [t.to(device, non_blocking=True) for t in views]
-    if device.type == "cuda":
-        tensors[0] = tensors[0].contiguous(memory_format=torch.channels_last)
-        tensors[1] = tensors[1].contiguous(memory_format=torch.channels_last)
+    tensors[0] = tensors[0].contiguous(memory_format=torch.channels_last)
+    tensors[1] = tensors[1].contiguous(memory_format=torch.channels_last)
     return tensors
 
 
@@ -176,7 +187,7 @@ def _data(cfg: TrainConfig, per_rank: int, rank: int, world: int, device: torch.
     images = ImageCollection(collection_root(cfg.data, cfg.split))
     augment = augment_config(cfg)
     if cfg.pipeline == "tensor":
-        decoded = DecodedImages(images)
+        decoded = DecodedImages(images, progress=distributed.is_main_process())
         if decoded.skipped and distributed.is_main_process():
             print(f"warning: {len(decoded.skipped)} unreadable images skipped", file=sys.stderr)
         sampler = EpochSampler(len(decoded), per_rank, cfg.seed, rank, world)
@@ -275,7 +286,8 @@ def _log_to(log: TextIO | None, bar: tqdm) -> Callable[[dict], None]:
         if log:
             log.write(json.dumps(record) + "\n")
             log.flush()
-        bar.set_postfix(loss=f"{record['loss']:.3f}", ips=f"{record['images_per_s']:.0f}")
+        postfix = {"loss": f"{record['loss']:.3f}", "ips": f"{record['images_per_s']:.0f}"}
+        bar.set_postfix(postfix, refresh=False)  # update() draws it: one line a step, not two
         bar.update(1)
 
     return report
@@ -311,13 +323,12 @@ def _save_after_epoch(
 
 
 def _model(cfg: TrainConfig, device: torch.device, world: int) -> SlotCon:
-    """The SlotCon module on `device`: SyncBatchNorm across GPUs, channels_last on CUDA."""
+    """The SlotCon module on `device`: SyncBatchNorm across GPUs, channels_last (the layout
+    oneDNN's CPU convolutions and cuDNN's tensor cores prefer; docs/BENCHMARKS.md)."""
     model = SlotCon(cfg.model).to(device)
     if world > 1 and device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    return model
+    return model.to(memory_format=torch.channels_last)
 
 
 def _schedule(cfg: TrainConfig, steps_per_epoch: int) -> Schedule:

@@ -51,9 +51,30 @@ def test_train_speed_with_the_real_pipeline(tmp_path, capsys):
     )  # fmt: skip
     assert bench.main(args) == 0
     step_only, fed = json.loads(out.read_text())
-    assert fed["fed_by"] == "pil pipeline" and "step only" in step_only["fed_by"]
-    assert fed["images_per_s"] > 0
-    assert "with data / step only" in capsys.readouterr().out
+    assert fed["fed_by"] == "pil pipeline (real run)" and "step only" in step_only["fed_by"]
+    for result in (step_only, fed):
+        stages = result["stage_s"]
+        assert set(stages) == {"data", "forward", "backward", "optimizer", "ema"}
+        assert all(s >= 0 for s in stages.values()) and stages["forward"] > 0
+        # the stages are parts of the step: together no longer than it
+        assert sum(stages.values()) <= result["step_s"]
+    assert "real run / step only" in capsys.readouterr().out
+
+
+def test_stage_timer_charges_each_stage_what_ran_since_the_last(monkeypatch):
+    bench = load("train_speed")
+    clock = iter([0.0, 1.0, 3.0, 3.5, 10.0, 10.25])
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock))
+    timer = bench.StageTimer(bench.torch.device("cpu"))
+    timer.start()  # 0.0
+    timer("data")  # 1.0, not counted yet
+    timer.counting = True
+    timer("forward")  # 3.0
+    timer("backward")  # 3.5
+    timer.start()  # 10.0
+    timer("ema")  # 10.25
+    assert timer.totals == {"data": 0.0, "forward": 2.0, "backward": 0.5, "optimizer": 0.0,
+                            "ema": 0.25}  # fmt: skip
 
 
 def test_train_speed_refuses_cuda_without_a_gpu(capsys, monkeypatch):

@@ -254,6 +254,47 @@ def test_teacher_momentum_schedule():
     )
 
 
+def _adamw(model: SlotCon) -> torch.optim.Optimizer:
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+
+
+def test_optimisation_step_reports_its_stages_in_order_and_computes_the_same(batch):
+    """The stage hook (bench/train_speed.py's timer) only observes: same parameters after."""
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(SlotCon(TINY.model))
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    stages = []
+    for model, lap in zip(models, (None, stages.append)):
+        train_module.optimisation_step(
+            model, model, _adamw(model), scaler, batch, None, 0.9, lap=lap
+        )
+    assert stages == ["forward", "backward", "optimizer", "ema"]
+    a, b = (dict(m.named_parameters()) for m in models)
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_the_trainers_channels_last_model_computes_the_same_loss_and_gradients(batch):
+    """The trainer keeps the model (and views) channels_last, on the CPU too, for speed: the
+    same maths as the contiguous layout, to float rounding."""
+    torch.manual_seed(0)
+    plain = SlotCon(TINY.model)
+    torch.manual_seed(0)
+    fast = train_module._model(TINY, torch.device("cpu"), world=1)
+    assert fast.encoder_q.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    views = train_module.views_to_device(batch, torch.device("cpu"))
+    assert views[0].is_contiguous(memory_format=torch.channels_last)
+    out_plain, out_fast = plain(*batch), fast(*views)
+    torch.testing.assert_close(out_fast.loss, out_plain.loss, rtol=1e-5, atol=1e-6)
+    out_plain.loss.backward()
+    out_fast.loss.backward()
+    grads = dict(fast.named_parameters())
+    for name, p in plain.named_parameters():
+        if p.grad is not None and p.grad.norm() > 1e-4:  # not the rounding noise of ~0 grads
+            torch.testing.assert_close(grads[name].grad, p.grad, rtol=1e-3, atol=1e-5)
+
+
 # ---------------------------------------------------------------- the trainer
 
 
