@@ -79,7 +79,7 @@ def open_upload(
     (which checks that the encoder is its model and uses its input size)."""
     if ctx.encoder is None:
         raise RuntimeError("this app runs without a checkpoint")
-    result = ctx.index.query_image(image, ctx.encoder, k=1)
+    result = ctx.index.query_image(image, ctx.encoder, k=0)  # the grouping; no searches
     size = f"{image.width} x {image.height}"
     if original_size and tuple(original_size) != image.size:
         size += f", reduced from {original_size[0]} x {original_size[1]}"

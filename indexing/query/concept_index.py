@@ -393,13 +393,14 @@ class ConceptIndex:
     def query_image(self, image: Image.Image, encoder: SlotConEncoder, k: int = 5) -> QueryResult:
         """Group an uploaded image with `encoder` (the index's model) as the build extracted the
         collection's images (same input size and view, indexing.query.upload), and find, for
-        each of its segments, the k most similar slots of the collection. Changes nothing on
-        disk."""
+        each of its segments, the k most similar slots of the collection (k = 0: the grouping
+        only, no search; neighbours is then empty). Changes nothing on disk."""
         self.check_encoder(encoder)
         rows, info = upload_rows(self.manifest, image.convert("RGB"), encoder)
         neighbours = {
             int(p): self.similar(vector=vector, k=k, exclude_same_image=False)
             for p, vector in zip(rows.prototype, rows.embedding)
+            if k > 0
         }
         grouping = upload_grouping(rows, info, encoder.stride, self.num_prototypes)
         return QueryResult(grouping, upload_segments(rows), neighbours)
