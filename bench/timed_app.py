@@ -73,9 +73,10 @@ def hook_handlers(demo, log: TimingLog) -> None:
     for block_fn in demo.fns.values():
         if block_fn.fn is None:
             continue
+        key = id(block_fn)
 
         @functools.wraps(block_fn.fn)  # keeps the signature Gradio inspects (SelectData, ...)
-        def timed(*args, _fn=block_fn.fn, _key=id(block_fn), **kwargs):
+        def timed(*args, _fn=block_fn.fn, _key=key, **kwargs):
             log.local.index_s = 0.0
             began = time.perf_counter()
             try:

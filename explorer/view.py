@@ -100,8 +100,7 @@ def pixels_of(ctx: AppContext, view: ImageView) -> tuple[np.ndarray, np.ndarray]
     """-> (rgb (H, W, 3) uint8, assignment (H, W)) of the view's image."""
     if view.source == "upload":
         return view.rgb, view.assignment
-    rgb, record = thumbnails.collection_image(ctx, view.image_id)
-    return rgb, record.assignment
+    return thumbnails.image_pixels(ctx, view.image_id)
 
 
 def prototype_at(ctx: AppContext, view: ImageView, x: int, y: int) -> int:

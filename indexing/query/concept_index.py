@@ -382,6 +382,10 @@ class ConceptIndex:
             raise KeyError(f"unknown image id {image_id}: not in the index {self.root}")
         return int(self._id_order[i])
 
+    def image_path(self, image_id: int) -> Path:
+        """The absolute path of an indexed image (what image() gives, without its tables)."""
+        return self.image_root / self._path(self._image_row_of(image_id))
+
     def assignment(self, image_id: int) -> np.ndarray:
         """(H, W) int16 prototype map of an indexed image at its resolution."""
         return self._assignment_at(self._image_row_of(image_id))
