@@ -219,7 +219,7 @@ def _tab(page, name: str, ready: str) -> None:
     page.wait_for_selector(ready)
 
 
-def _round(s: Session, index, rng, r: int, photo: Path | None) -> None:
+def _round(s: Session, index, rng, photo: Path | None) -> None:
     """One of each Image-tab interaction on a random collection image, then the upload."""
     _tab(s.page, "Image", "#overlay img")
     image_id = index.image_id_at(int(rng.integers(index.num_images)))
@@ -261,7 +261,7 @@ def run_browser(
         for r in range(rounds + 1):
             _tab(page, "Concepts", "#concept-gallery img")
             open_prototype(s, 1 + r % min(index.num_prototypes - 1, 8))
-            _round(s, index, rng, r, photo)
+            _round(s, index, rng, photo)
             if compare is not None:
                 _tab(page, "Compare", "#compare-heatmap .nsewdrag")
                 k_a, k_b = compare
