@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import threading
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     demo = build_app(ctx, comparison, timeline)
+    warm_thumbnails([ctx] + ([comparison.other] if comparison is not None else []))
     if timeline is not None:
         warm_timeline(timeline)
     options = launch_options(
@@ -134,6 +136,27 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         demo.close()
     return 0
+
+
+def warm_thumbnails(contexts: list) -> threading.Thread:
+    """Render, in the background and once (they stay in --cache), the thumbnails of every
+    prototype's first gallery, so that opening a prototype hands out files only. The thread
+    runs at a lower CPU priority than the requests (Linux: a thread has its own nice value)."""
+
+    def warm() -> None:
+        from explorer.thumbnails import warm_top_segments
+
+        with contextlib.suppress(AttributeError, OSError):  # not Linux: same priority
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        for ctx in contexts:
+            try:
+                warm_top_segments(ctx, ctx.config.default_k)
+            except Exception as error:  # a request renders what is missing, and reports it
+                print(f"warning: thumbnails not prepared: {error}", file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=warm, name="thumbnail-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def warm_timeline(timeline) -> threading.Thread:

@@ -1,12 +1,22 @@
 """The web app under load: N concurrent gradio_client users, each alternating an upload
-(/group_image) and a similarity query (/similar), for a fixed time.
+(/group_image) and a similarity query (/similar), for a fixed time; or, with --latency and
+--browser, one user at a time and where each request's time goes.
 
     python bench/app_load.py --index DIR --checkpoint FILE [--users 8] [--seconds 30]
+    python bench/app_load.py --index DIR [--checkpoint FILE] [--compare DIR_B] --latency --browser
 
 Starts `python app.py` in a subprocess on a free port (or uses --url), prints p50 / p95 latency
 per endpoint, requests per second and failures. Exit status 1 if any request failed.
 tests/test_explorer_api_load.py runs the same `run_load` for a shorter time against an in-process
 app.
+
+--latency and --browser start the app through bench/timed_app.py, which logs every event's
+server-side time (Gradio's processing and the handler) and the time inside the index.
+--latency: /similar and /top_segments (k = 12) and, with a checkpoint, /group_image of a
+640 x 480 photo, one request at a time through gradio_client, with and without downloading the
+result files: round trip p50 / p95, server-side p50, index p50 and the share of the round trip
+spent outside the index (bench/api_latency.py). --browser: every interaction of the page in
+Debian's chromium, click to result on screen, and its server-side time (bench/browser_latency.py).
 """
 
 from __future__ import annotations
@@ -15,9 +25,11 @@ import argparse
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -130,15 +142,24 @@ def free_port() -> int:
 
 
 def start_app(
-    index: Path, checkpoint: Path | None, cache: Path, timeout: float = 180.0
+    index: Path,
+    checkpoint: Path | None,
+    cache: Path,
+    timeout: float = 180.0,
+    extra: tuple[str, ...] = (),
+    timing_log: Path | None = None,
 ) -> tuple[subprocess.Popen, str]:
-    """`python app.py` on a free port (without --checkpoint when None: browsing only); returns
-    (process, url) once it answers HTTP (RuntimeError after `timeout` seconds)."""
+    """`python app.py` on a free port (without --checkpoint when None: browsing only; `extra`
+    arguments such as --compare DIR), through bench/timed_app.py when `timing_log` is given;
+    returns (process, url) once it answers HTTP (RuntimeError after `timeout` seconds)."""
     port = free_port()
-    command = [sys.executable, str(ROOT / "app.py"), "--index", str(index)]
+    script = [str(ROOT / "app.py")]
+    if timing_log is not None:
+        script = [str(ROOT / "bench" / "timed_app.py"), str(timing_log)]
+    command = [sys.executable, *script, "--index", str(index)]
     if checkpoint is not None:
         command += ["--checkpoint", str(checkpoint)]
-    command += ["--port", str(port), "--cache", str(cache)]
+    command += ["--port", str(port), "--cache", str(cache), *extra]
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}/"
@@ -159,7 +180,9 @@ def start_app(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--index", type=Path, required=True, help="index directory")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="its checkpoint")
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None, help="its checkpoint (needed for uploads)"
+    )
     parser.add_argument("--url", default=None, help="use a running app instead of starting one")
     parser.add_argument("--users", type=int, default=8, help="concurrent clients (default 8)")
     parser.add_argument("--seconds", type=float, default=30.0, help="duration (default 30)")
@@ -173,7 +196,56 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-download", action="store_true", help="do not download result files (server time only)"
     )
     parser.add_argument("--cache", type=Path, default=Path("cache/bench"), help="app cache dir")
+    parser.add_argument(
+        "--latency", action="store_true", help="one user: round trips and server-side times"
+    )
+    parser.add_argument(
+        "--browser", action="store_true", help="every page interaction in chromium, timed"
+    )
+    parser.add_argument("--compare", type=Path, default=None, help="app.py --compare DIR_B")
+    parser.add_argument(
+        "--requests", type=int, default=60, help="--latency: requests per endpoint (default 60)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=10, help="--browser: rounds of interactions (default 10)"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
     return parser
+
+
+def measure_latency(args, index) -> dict:
+    """--latency / --browser: the app through bench/timed_app.py, one user at a time."""
+    from api_latency import photo_640x480, run_latency
+    from browser_latency import browser_summary, run_browser
+
+    work = Path(tempfile.mkdtemp(prefix="app-latency-"))
+    log = work / "timing.jsonl"
+    log.touch()
+    photo = photo_640x480(work) if args.checkpoint is not None else None
+    extra = ("--compare", str(args.compare)) if args.compare is not None else ()
+    began = time.perf_counter()
+    process, url = start_app(
+        args.index, args.checkpoint, work / "cache", 1200, extra, timing_log=log
+    )
+    out = {"start_s": round(time.perf_counter() - began, 1)}
+    try:
+        if args.latency:
+            out["api"] = run_latency(
+                url, log, index.num_slots, index.num_prototypes, args.requests, photo
+            )
+        if args.browser:
+            compare = None
+            if args.compare is not None:
+                from indexing import ConceptIndex
+
+                compare = (index.num_prototypes, ConceptIndex.open(args.compare).num_prototypes)
+            times = run_browser(url, log, args.index, args.rounds, photo, compare)
+            out["browser"] = browser_summary(times)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        shutil.rmtree(work, ignore_errors=True)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,6 +254,22 @@ def main(argv: list[str] | None = None) -> int:
     from indexing import ConceptIndex
 
     index = ConceptIndex.open(args.index)
+    if args.latency or args.browser:
+        from machine import cpu_name
+
+        summary = {
+            "machine": f"{cpu_name()}, {os.cpu_count()} cores",
+            "index": str(args.index),
+            "slots": index.num_slots,
+            **measure_latency(args, index),
+        }
+        print(json.dumps(summary, indent=1))
+        if args.json:
+            args.json.write_text(json.dumps(summary, indent=1) + "\n")
+        return 0
+    if args.checkpoint is None:
+        print("error: the load test uploads images: give --checkpoint", file=sys.stderr)
+        return 2
     table = index.images_table()
     images = [index.image_root / p for p in table["path"].iloc[: args.images]]
     process = None

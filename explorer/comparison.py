@@ -138,15 +138,15 @@ def pair_text(comparison: Comparison, a: int, b: int) -> str:
 def image_pair(ctx: AppContext, comparison: Comparison, image_id: int):
     """A collection image (A's id) -> (overlay A (H*f, W*f, 3), overlay B, table of matched
     segments) with matched prototypes in the same colour. KeyError for unknown ids."""
-    rgb, record = thumbnails.collection_image(ctx, int(image_id))
+    rgb, map_a = thumbnails.image_pixels(ctx, int(image_id))
     map_b = comparison.other.index.assignment(comparison.to_b[int(image_id)])
-    factor = display_scale(*record.assignment.shape)
+    factor = display_scale(*map_a.shape)
     big = enlarge(rgb, factor)
     overlays = [
         grouping_overlay(big, enlarge(m, factor), c.colours, 0.5)
-        for m, c in ((record.assignment, ctx), (map_b, comparison.other))
+        for m, c in ((map_a, ctx), (map_b, comparison.other))
     ]
-    return overlays[0], overlays[1], segment_pairs(comparison, record.assignment, map_b)
+    return overlays[0], overlays[1], segment_pairs(comparison, map_a, map_b)
 
 
 def segment_pairs(comparison: Comparison, map_a: np.ndarray, map_b: np.ndarray) -> pd.DataFrame:

@@ -15,11 +15,11 @@ from typing import NamedTuple
 import gradio as gr
 import numpy as np
 import pandas as pd
+from gradio.components.plot import PlotData
 
 from explorer import thumbnails
 from explorer.context import AppContext
 from explorer.export import ExportSegment, coco_document, concept_table_csv, write_coco_json
-from explorer.figures import concept_map
 from explorer.render import markdown_text, prototype_title
 from indexing.store.labels import MAX_LENGTH as MAX_NAME_LENGTH
 
@@ -126,7 +126,7 @@ class PrototypeShown(NamedTuple):
     gallery: list  # [(thumbnail path, caption)]
     hits: list[dict]  # the thumbnails' slots, for clicks
     name: str  # for the name textbox
-    concept_map: object  # plotly figure, the prototype highlighted
+    concept_map: PlotData  # plotly JSON, the prototype highlighted (explorer.concept_maps)
 
 
 def show_prototype(ctx: AppContext, prototype, k) -> PrototypeShown:
@@ -138,7 +138,7 @@ def show_prototype(ctx: AppContext, prototype, k) -> PrototypeShown:
         gallery=thumbnails.gallery(ctx, hits, segment_caption),
         hits=thumbnails.hit_records(hits),
         name=thumbnails.names(ctx).get(prototype, ""),
-        concept_map=concept_map(vectors, table, selected=prototype),
+        concept_map=PlotData(type="plotly", plot=ctx.maps.json(vectors, table, prototype)),
     )
 
 

@@ -147,13 +147,17 @@ def _wire(ctx: AppContext, tab: ConceptsTab) -> None:
     def on_sort(sort, prototype):
         return concept_actions.refresh(ctx, sort, prototype)
 
-    def on_row(evt: gr.SelectData):
-        return concept_actions.parse_prototype(ctx, evt.row_value[0])
+    # a row or map click sets the dropdown and shows the prototype in one answer (the
+    # dropdown's own event is .input, a user's pick: not a second round trip after a click)
+    def on_row(k, evt: gr.SelectData):
+        prototype = concept_actions.parse_prototype(ctx, evt.row_value[0])
+        return prototype, *concept_actions.show_prototype(ctx, prototype, k)
 
-    def on_map_click(value):
+    def on_map_click(value, k):
         if not value:
-            return gr.skip()
-        return concept_actions.parse_prototype(ctx, value)
+            return {}  # every output stays as it is
+        prototype = concept_actions.parse_prototype(ctx, value)
+        return prototype, *concept_actions.show_prototype(ctx, prototype, k)
 
     def on_show(prototype, k):
         return concept_actions.show_prototype(ctx, prototype, k)
@@ -172,9 +176,10 @@ def _wire(ctx: AppContext, tab: ConceptsTab) -> None:
         return gr.File(value=concept_actions.export_segments(ctx, prototype, k), visible=True)
 
     tab.sort.change(on_sort, [tab.sort, tab.prototype], [tab.table, tab.prototype], **quiet)
-    tab.table.select(on_row, None, tab.prototype, **quiet)
-    tab.map_click.change(on_map_click, tab.map_click, tab.prototype, **quiet)
-    tab.prototype.change(on_show, [tab.prototype, tab.k], tab.show_outputs, **render, **quiet)
+    picked = [tab.prototype, *tab.show_outputs]
+    tab.table.select(on_row, tab.k, picked, **render, **quiet)
+    tab.map_click.change(on_map_click, [tab.map_click, tab.k], picked, **render, **quiet)
+    tab.prototype.input(on_show, [tab.prototype, tab.k], tab.show_outputs, **render, **quiet)
     tab.k.release(on_show, [tab.prototype, tab.k], tab.show_outputs, **render, **quiet)
     save_outputs = [tab.table, tab.prototype, *tab.show_outputs]
     gr.on(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from explorer.concept_maps import ConceptMaps
 from explorer.render import palette
 from explorer.uploads import UploadLimits
 
@@ -48,6 +49,8 @@ class AppContext:
     config: ServeConfig
     colours: np.ndarray  # (K, 3) uint8 palette, one colour per prototype
     index_key: str  # short hash of the index manifest: keeps thumbnails of two indexes apart
+    # the concept map's figure, built once per set of names (a cache, not a setting)
+    maps: ConceptMaps = field(default_factory=ConceptMaps, compare=False, repr=False)
 
     @property
     def num_prototypes(self) -> int:

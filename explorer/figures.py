@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import colorsys
 import html
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -76,13 +77,31 @@ def concept_map(vectors: np.ndarray, table: pd.DataFrame, selected: int | None =
     """Scatter of the K prototypes: position = PCA of `vectors` (K, D), size = images the
     prototype occurs in, colour = dominant class, hover = name and counts. One trace per
     class (its legend entry); each point's customdata is its prototype id (for clicks)."""
+    points = map_points(vectors, table)
+    fig = _class_traces(points)
+    if selected is not None and selected in points.table.index:
+        fig.add_trace(selection_ring(points, selected))
+    return fig
+
+
+class MapPoints(NamedTuple):
+    table: pd.DataFrame  # the prototypes table indexed and sorted by prototype
+    xy: np.ndarray  # (K, 2) PCA coordinates
+    sizes: np.ndarray  # (K,) marker diameters
+
+
+def map_points(vectors: np.ndarray, table: pd.DataFrame) -> MapPoints:
     table = table.set_index("prototype", drop=False).sort_index()
-    xy = pca_2d(vectors)
+    return MapPoints(table, pca_2d(vectors), marker_sizes(table["images"].to_numpy()))
+
+
+def _class_traces(points: MapPoints) -> go.Figure:
+    """The map without a selection: one trace per dominant class, and the layout."""
+    table, xy, sizes = points
     cls = table["dominant_class"].fillna("").astype(str).to_numpy().copy()
     cls[cls == ""] = UNKNOWN_CLASS
     cls[table["images"].to_numpy() == 0] = UNUSED
     colours = class_colours(list(set(cls)))
-    sizes = marker_sizes(table["images"].to_numpy())
     fig = go.Figure()
     for name in sorted(set(cls), key=lambda c: (c in (UNKNOWN_CLASS, UNUSED), c)):
         rows = np.flatnonzero(cls == name)
@@ -107,9 +126,6 @@ def concept_map(vectors: np.ndarray, table: pd.DataFrame, selected: int | None =
                 },
             )
         )
-    if selected is not None and selected in table.index:
-        row = table.index.get_loc(selected)
-        fig.add_trace(_selection_ring(xy[row], sizes[row], selected))
     fig.update_layout(
         margin={"l": 10, "r": 10, "t": 28, "b": 10},  # room for plotly's toolbar
         height=430,
@@ -121,6 +137,12 @@ def concept_map(vectors: np.ndarray, table: pd.DataFrame, selected: int | None =
         clickmode="event",
     )
     return fig
+
+
+def selection_ring(points: MapPoints, selected: int) -> go.Scatter:
+    """An orange ring around the selected prototype's point."""
+    row = points.table.index.get_loc(selected)
+    return _selection_ring(points.xy[row], points.sizes[row], selected)
 
 
 def _selection_ring(xy: np.ndarray, size: float, selected: int) -> go.Scatter:

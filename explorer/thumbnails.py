@@ -4,6 +4,7 @@ thumbnails, gallery items, prototype names and titles, the tables an API client 
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,30 +29,53 @@ def title(ctx: AppContext, prototype: int, labels: dict[int, str] | None = None)
     return prototype_title(int(prototype), labels.get(int(prototype), ""))
 
 
-def collection_image(ctx: AppContext, image_id: int):
-    """-> (rgb (H, W, 3) uint8, ImageRecord). KeyError for unknown ids (clear message)."""
-    record = ctx.index.image(int(image_id))
-    rgb = np.asarray(load_rgb(record.path))
-    if rgb.shape[:2] != record.assignment.shape:
+def image_pixels(ctx: AppContext, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """-> (rgb (H, W, 3) uint8, assignment (H, W)) of a collection image, without its slot
+    table. KeyError for unknown ids (clear message); ValueError when the file no longer has
+    the indexed size."""
+    assignment = ctx.index.assignment(int(image_id))
+    rgb = np.asarray(load_rgb(ctx.index.image_path(int(image_id))))
+    if rgb.shape[:2] != assignment.shape:
         raise ValueError(
             f"image {image_id}: file is {rgb.shape[1]} x {rgb.shape[0]} but the index has "
-            f"{record.assignment.shape[1]} x {record.assignment.shape[0]}; rebuild the index"
+            f"{assignment.shape[1]} x {assignment.shape[0]}; rebuild the index"
         )
-    return rgb, record
+    return rgb, assignment
 
 
 def thumbnail(ctx: AppContext, hit: pd.Series | dict) -> Path:
     """The Figure-3 thumbnail of one slot (prototype mask in red over its image, cropped with
-    context), rendered once and kept in the cache dir as <slot_id>.jpg."""
+    context), rendered once and kept in the cache dir as <slot_id>.jpg, which the page loads
+    as a file (never re-rendered per request)."""
     path = ctx.thumbs_dir / f"{int(hit['slot_id'])}.jpg"
     if path.is_file():
         return path
-    rgb, record = collection_image(ctx, int(hit["image_id"]))
-    mask = record.assignment == int(hit["prototype"])
+    rgb, assignment = image_pixels(ctx, int(hit["image_id"]))
+    mask = assignment == int(hit["prototype"])
     image = segment_thumbnail(rgb, mask, list(hit["bbox"]), side=ctx.config.thumbnail_side)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=90)  # 10x faster to encode than PNG, smaller
     return write_atomic(path, buffer.getvalue())
+
+
+def warm_top_segments(ctx: AppContext, k: int, stop: threading.Event | None = None) -> int:
+    """Render the thumbnails of every prototype's top-k segments not rendered yet (what the
+    Concepts tab shows first), so that opening a prototype only hands out files; -> how many
+    were rendered. `stop` ends it early. An image that cannot be read is skipped: the request
+    that shows it reports the error."""
+    rendered = 0
+    for prototype in range(ctx.num_prototypes):
+        for hit in ctx.index.top_segments(prototype, k).to_dict("records"):
+            if stop is not None and stop.is_set():
+                return rendered
+            if (ctx.thumbs_dir / f"{int(hit['slot_id'])}.jpg").is_file():
+                continue
+            try:
+                thumbnail(ctx, hit)
+                rendered += 1
+            except (OSError, ValueError, KeyError):
+                continue
+    return rendered
 
 
 def with_names(ctx: AppContext, hits: pd.DataFrame) -> pd.DataFrame:

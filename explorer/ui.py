@@ -139,10 +139,12 @@ def _wire_across(ctx: AppContext, demo: gr.Blocks, tabs, concepts, image) -> Non
             gr.Tabs(selected="image"),
         )
 
-    def show_in_concepts(view):
+    def show_in_concepts(view, k):
         if view is None or view.selected is None:
-            return gr.skip(), gr.skip()
-        return int(view.selected), gr.Tabs(selected="concepts")
+            return {}  # every output stays as it is
+        prototype = int(view.selected)
+        shown = concept_actions.show_prototype(ctx, prototype, k)
+        return prototype, *shown, gr.Tabs(selected="concepts")
 
     def on_load(sort, prototype, k, view, opacity, sim_k, same):
         return (
@@ -159,7 +161,11 @@ def _wire_across(ctx: AppContext, demo: gr.Blocks, tabs, concepts, image) -> Non
         **light,
     )
     image.concept_button.click(
-        show_in_concepts, image.view, [concepts.prototype, tabs], api_visibility="undocumented"
+        show_in_concepts,
+        [image.view, concepts.k],
+        [concepts.prototype, *concepts.show_outputs, tabs],
+        api_visibility="undocumented",
+        **light,
     )
     demo.load(
         on_load,

@@ -79,7 +79,7 @@ def open_upload(
     (which checks that the encoder is its model and uses its input size)."""
     if ctx.encoder is None:
         raise RuntimeError("this app runs without a checkpoint")
-    result = ctx.index.query_image(image, ctx.encoder, k=1)
+    result = ctx.index.query_image(image, ctx.encoder, k=0)  # the grouping; no searches
     size = f"{image.width} x {image.height}"
     if original_size and tuple(original_size) != image.size:
         size += f", reduced from {original_size[0]} x {original_size[1]}"
@@ -100,8 +100,7 @@ def pixels_of(ctx: AppContext, view: ImageView) -> tuple[np.ndarray, np.ndarray]
     """-> (rgb (H, W, 3) uint8, assignment (H, W)) of the view's image."""
     if view.source == "upload":
         return view.rgb, view.assignment
-    rgb, record = thumbnails.collection_image(ctx, view.image_id)
-    return rgb, record.assignment
+    return thumbnails.image_pixels(ctx, view.image_id)
 
 
 def prototype_at(ctx: AppContext, view: ImageView, x: int, y: int) -> int:

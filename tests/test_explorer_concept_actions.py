@@ -54,7 +54,10 @@ def test_show_prototype_gives_k_figure3_thumbnails(explorer_ctx):
             assert max(thumb.size) == ctx.config.thumbnail_side
             red = np.asarray(thumb.convert("RGB")).astype(int)
         assert ((red[..., 0] - red[..., 1]) > 80).any()  # the red mask is there
-    assert len(figure.data) >= 2 and isinstance(name, str)
+    # the concept map as gr.Plot sends it, the prototype ringed (explorer.concept_maps)
+    traces = json.loads(figure.plot)["data"]
+    assert figure.type == "plotly" and isinstance(name, str)
+    assert [t["customdata"] for t in traces if t["name"] == "selected"] == [[prototype]]
 
 
 def test_thumbnail_is_the_mask_in_red_around_the_bbox(explorer_ctx):
@@ -94,7 +97,8 @@ def test_names_persist_and_show_everywhere(explorer_ctx, explorer_data):
             "### p6 · big &#60;sky&#62;"
         )
         figure = concept_actions.show_prototype(ctx, prototype, 2)[4]
-        assert any("p6 · big &lt;sky&gt;" in h for t in figure.data for h in (t.hovertext or []))
+        traces = json.loads(figure.plot)["data"]
+        assert any("p6 · big &lt;sky&gt;" in h for t in traces for h in t.get("hovertext", []))
         image_id = int(ctx.index.top_segments(prototype, 1)["image_id"].iloc[0])
         view = views.open_collection(ctx, image_id, prototype)
         assert view.selected == prototype

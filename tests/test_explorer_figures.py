@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
+from explorer.concept_maps import ConceptMaps
 from explorer.figures import UNKNOWN_CLASS, UNUSED, concept_map, iou_bars, marker_sizes, pca_2d
 
 
@@ -60,6 +63,18 @@ def test_concept_map_has_one_point_per_prototype_with_ids_and_names():
 def test_concept_map_without_annotations():
     fig = concept_map(np.eye(6), _table(classes=False))
     assert {t.name for t in fig.data} == {UNKNOWN_CLASS, UNUSED}
+
+
+def test_the_kept_concept_map_is_the_figure_for_every_selection_and_follows_names():
+    vectors = np.random.default_rng(2).normal(size=(6, 4))
+    table, maps = _table(), ConceptMaps()
+    for selected in (4, 0, None, 4):
+        expected = json.loads(concept_map(vectors, table, selected=selected).to_json())
+        assert json.loads(maps.json(vectors, table, selected)) == expected
+    renamed = table.assign(label=["sky", "dog", "", "", "", ""])
+    shown = json.loads(maps.json(vectors, renamed, 1))
+    assert shown == json.loads(concept_map(vectors, renamed, selected=1).to_json())
+    assert "p1 · dog" in json.dumps(shown, ensure_ascii=False)
 
 
 def test_iou_bars_per_mapping_sorted_by_hungarian_iou():

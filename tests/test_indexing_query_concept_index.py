@@ -267,6 +267,18 @@ def _assert_same_rows(segments: pd.DataFrame, slots: pd.DataFrame) -> None:
     assert segments["bbox"].tolist() == slots["bbox"].tolist()
 
 
+def test_query_image_with_k_0_groups_without_searching(index, indexing_data) -> None:
+    """k = 0 (what the app asks for an upload): the same grouping and segments, no neighbours."""
+    encoder = load_encoder(indexing_data["checkpoint"], "cpu")
+    upload = Image.open(index.image(index.image_ids()[3]).path)
+    grouped = index.query_image(upload, encoder, k=0)
+    searched = index.query_image(upload, encoder, k=1)
+    assert grouped.neighbours == {}
+    assert len(searched.neighbours) == len(searched.segments) > 0
+    np.testing.assert_array_equal(grouped.grouping.assignment, searched.grouping.assignment)
+    pd.testing.assert_frame_equal(grouped.segments, searched.segments)
+
+
 def test_query_image_extracts_as_the_build_did(indexing_data, tmp_path) -> None:
     """An index built through the authors' view (crop and cell scores): an upload goes through
     the same view, so an indexed image uploaded again gives the stored rows."""

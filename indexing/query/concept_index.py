@@ -382,6 +382,10 @@ class ConceptIndex:
             raise KeyError(f"unknown image id {image_id}: not in the index {self.root}")
         return int(self._id_order[i])
 
+    def image_path(self, image_id: int) -> Path:
+        """The absolute path of an indexed image (what image() gives, without its tables)."""
+        return self.image_root / self._path(self._image_row_of(image_id))
+
     def assignment(self, image_id: int) -> np.ndarray:
         """(H, W) int16 prototype map of an indexed image at its resolution."""
         return self._assignment_at(self._image_row_of(image_id))
@@ -393,13 +397,14 @@ class ConceptIndex:
     def query_image(self, image: Image.Image, encoder: SlotConEncoder, k: int = 5) -> QueryResult:
         """Group an uploaded image with `encoder` (the index's model) as the build extracted the
         collection's images (same input size and view, indexing.query.upload), and find, for
-        each of its segments, the k most similar slots of the collection. Changes nothing on
-        disk."""
+        each of its segments, the k most similar slots of the collection (k = 0: the grouping
+        only, no search; neighbours is then empty). Changes nothing on disk."""
         self.check_encoder(encoder)
         rows, info = upload_rows(self.manifest, image.convert("RGB"), encoder)
         neighbours = {
             int(p): self.similar(vector=vector, k=k, exclude_same_image=False)
             for p, vector in zip(rows.prototype, rows.embedding)
+            if k > 0
         }
         grouping = upload_grouping(rows, info, encoder.stride, self.num_prototypes)
         return QueryResult(grouping, upload_segments(rows), neighbours)
