@@ -10,6 +10,7 @@ An unreadable file becomes an item with an error message, never an exception.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -18,7 +19,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from indexing.scores.annotations import outside_ignored
-from indexing.store.rows import Geometry, encode_images, preprocess
+from indexing.store.assignments import encode_assignment
+from indexing.store.rows import Geometry, forward, output_slots, preprocess
 from indexing.store.schema import ImageSlots
 from model.data import UnreadableImage, load_rgb
 from model.encoder import SlotConEncoder
@@ -95,11 +97,36 @@ def make_loader(
     )
 
 
-def extract_batch(
-    encoder: SlotConEncoder, batch: Batch, cell_score: bool = False
-) -> list[ImageSlots]:
-    """Run the encoder on a batch; ImageSlots of each readable image, in order (cell_score:
-    the authors' ranking score, see indexing.store.rows.image_slots)."""
-    if batch.x is None:
-        return []
-    return encode_images(encoder, batch.x, batch.infos, cell_score)
+class Extracted(NamedTuple):
+    slots: ImageSlots  # with its assignment map
+    png: bytes  # the map, encoded (indexing.store.assignments.encode_assignment)
+
+
+class Extractor:
+    """The forward in the caller's thread; slot rows and PNG maps of a batch in a pool of
+    threads (their torch, numpy and zlib work runs outside the GIL), so that the next batch's
+    forward starts while they are made, or in the caller's thread too when threads is 0.
+    `submit` returns a future of [Extracted], one per readable image."""
+
+    def __init__(self, encoder: SlotConEncoder, threads: int, cell_score: bool = False):
+        self.encoder, self.cell_score, self.threads = encoder, cell_score, threads
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="slots") if threads else None
+
+    def submit(self, batch: Batch) -> Future:
+        out = forward(self.encoder, batch.x, batch.infos) if batch.x is not None else None
+        if self.pool is not None:
+            return self.pool.submit(self._rows, out, batch.infos)
+        done: Future = Future()
+        done.set_result(self._rows(out, batch.infos))
+        return done
+
+    def _rows(self, out, infos: list[Preprocessed]) -> list[Extracted]:
+        if out is None:
+            return []
+        K, stride = self.encoder.num_prototypes, self.encoder.stride
+        rows = output_slots(out, infos, stride, self.cell_score)
+        return [Extracted(r, encode_assignment(r.assignment, K)) for r in rows]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)

@@ -10,8 +10,10 @@ rank 0 merges after a barrier.
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -24,14 +26,13 @@ from tqdm import tqdm
 from indexing.build.batching import batches_of_one_shape
 from indexing.build.collection import assign_image_ids, list_collection
 from indexing.build.config import BuildConfig
-from indexing.build.extract import ImageFiles, extract_batch, make_loader
+from indexing.build.extract import Extracted, Extractor, ImageFiles, make_loader
 from indexing.build.partial import PartialBuild, chunk_of, is_partial_build, shard
 from indexing.build.writer import write_index
 from indexing.scores.annotations import load_labels, match_annotations
 from indexing.scores.evaluate import scores_dict
 from indexing.scores.groundtruth import CocoLabels
 from indexing.scores.metrics import ConfusionAccumulator
-from indexing.store.assignments import encode_assignment
 from indexing.store.directory import is_index_dir, partial_dir, replace_directory, sha256_file
 from indexing.store.rows import Geometry
 from indexing.store.schema import FORMAT_VERSION, Chunk, manifest_header, model_entry
@@ -70,10 +71,11 @@ class _ChunkBuilder:
         self.maps.append(b"")
         self.remaining -= 1
 
-    def add(self, position: int, result, labels: np.ndarray | None, num_prototypes: int) -> None:
+    def add(self, position: int, extracted: Extracted, labels: np.ndarray | None) -> None:
+        result = extracted.slots
         H, W = result.assignment.shape
         self.images.append((position, W, H, ""))
-        self.maps.append(encode_assignment(result.assignment, num_prototypes))
+        self.maps.append(extracted.png)
         self.slots.append((position, result._replace(assignment=None)))
         if self.with_labels:
             if labels is not None and labels.shape == (H, W):
@@ -213,25 +215,58 @@ def _extract_share(
     loader = make_loader(dataset, batches, cfg.workers, pin_memory=encoder.device.type == "cuda")
     total = sum(len(c) for c in chunks)
     desc = "extract" if world == 1 else f"extract (process {rank}/{world})"
+    collect = _Collector(builders, chunk_of, partial, D, on_chunk)
+    extractor = Extractor(encoder, _slot_threads(encoder.device), cfg.authors_crop)
+    in_flight: deque = deque()  # (batch, future of its rows): forwards run ahead of the rows
     with tqdm(
         total=total, initial=done_images, desc=desc, unit="img", disable=rank != 0, smoothing=0.1
     ) as bar:
-        for batch in batches_of_one_shape(loader, cfg.batch_size):
-            results = iter(extract_batch(encoder, batch, cell_score=cfg.authors_crop))
-            for item in batch.items:
-                j = chunk_of[item.position]
-                builder = builders[j]
-                if item.error:
-                    bar.write(f"skipping {item.error}", file=sys.stderr)
-                    builder.skip(item.position, item.error)
-                else:
-                    builder.add(item.position, next(results), item.labels, K)
-                if builder.remaining == 0:
-                    builder.save(partial, rank, world, j, D)
-                    del builders[j]
-                    if on_chunk is not None:
-                        on_chunk(j)
-            bar.update(len(batch.items))
+        try:
+            for batch in batches_of_one_shape(loader, cfg.batch_size):
+                in_flight.append((batch, extractor.submit(batch)))
+                while in_flight and (len(in_flight) > extractor.threads or in_flight[0][1].done()):
+                    done, future = in_flight.popleft()
+                    collect(done, future.result(), bar)
+            while in_flight:
+                done, future = in_flight.popleft()
+                collect(done, future.result(), bar)
+        finally:
+            extractor.close()
+
+
+class _Collector:
+    """Hands each extracted image to its chunk's builder and saves a chunk once complete."""
+
+    def __init__(self, builders: dict, chunk_of: dict, partial: PartialBuild, dim: int, on_chunk):
+        self.builders, self.chunk_of, self.partial = builders, chunk_of, partial
+        self.dim, self.on_chunk = dim, on_chunk
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+
+    def __call__(self, batch, rows: list[Extracted], bar: tqdm) -> None:
+        results = iter(rows)
+        for item in batch.items:
+            j = self.chunk_of[item.position]
+            builder = self.builders[j]
+            if item.error:
+                bar.write(f"skipping {item.error}", file=sys.stderr)
+                builder.skip(item.position, item.error)
+            else:
+                builder.add(item.position, next(results), item.labels)
+            if builder.remaining == 0:
+                builder.save(self.partial, self.rank, self.world, j, self.dim)
+                del self.builders[j]
+                if self.on_chunk is not None:
+                    self.on_chunk(j)
+        bar.update(len(batch.items))
+
+
+def _slot_threads(device: torch.device) -> int:
+    """Threads making slot rows and maps beside the forward. None on the CPU: the forward keeps
+    every core busy, and a thread beside it made a 2-core build 12-20 % slower (docs/BENCHMARKS.md);
+    with a GPU the per-image work is the bottleneck (10 % of the network's rate on an H200)."""
+    if device.type == "cpu":
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 
 def _merge(

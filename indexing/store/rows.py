@@ -106,10 +106,20 @@ def encode_images(
 ) -> list[ImageSlots]:
     """Images x (B, 3, H', W') of one padded shape, their Preprocessed -> ImageSlots of each,
     in order: the encoder's forward with a valid-cell mask (slots pool only real pixels)."""
+    return output_slots(forward(encoder, x, infos), infos, encoder.stride, cell_score)
+
+
+def forward(encoder: SlotConEncoder, x: torch.Tensor, infos: list[Preprocessed]):
+    """The encoder on a batch of one padded shape, with its valid-cell mask: GroupingOutput
+    with dots (B, K, h, w) and slots (B, K, D) on the encoder's device."""
     valid = encoder.valid_mask(infos, tuple(x.shape[-2:]))  # (B, 1, h, w)
-    out = encoder(x, valid)  # dots (B, K, h, w), slots (B, K, D)
+    return encoder(x, valid)
+
+
+def output_slots(out, infos: list[Preprocessed], stride: int, cell_score: bool = False):
+    """forward's output -> ImageSlots of each image, in order (image_slots)."""
     return [
-        image_slots(out.dots[i], out.slots[i], info, encoder.stride, cell_score)
+        image_slots(out.dots[i], out.slots[i], info, stride, cell_score)
         for i, info in enumerate(infos)
     ]
 
