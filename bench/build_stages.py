@@ -47,7 +47,9 @@ def stage_split(
     runtime: str = "eager",
 ) -> dict:
     """Seconds of each stage over the images of the folder, and the network-only images/s."""
-    encoder = load_encoder(checkpoint, device or None, precision=precision).use_runtime(runtime)
+    encoder = load_encoder(checkpoint, device or None, precision=precision)
+    if runtime != "eager":  # only when asked: trees from before use_runtime are timed too
+        encoder.use_runtime(runtime)
     paths = list_images(images)
     seconds = dict.fromkeys(STAGES, 0.0)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from indexing.coco.config import CocoConfig
 from model.flags import add_config_flags, config_from_args
+from model.runtimes import RUNTIMES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +32,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "checked against the published sizes and MD5s, unpacked atomically, skipped when done), "
         "then the index with annotations, then the command that starts the app.",
     )
-    add_config_flags(p, CocoConfig, metavars={"checkpoint": "FILE_OR_URL", "mirror": "URL"})
+    add_config_flags(
+        p,
+        CocoConfig,
+        choices={"runtime": RUNTIMES},
+        metavars={"checkpoint": "FILE_OR_URL", "mirror": "URL"},
+    )
 
 
 def run(args: argparse.Namespace) -> None:

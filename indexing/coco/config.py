@@ -10,6 +10,7 @@ from pathlib import Path
 
 from indexing.build.config import DEFAULT_WORKERS
 from model.flags import flag
+from model.runtimes import RUNTIMES
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,11 @@ class CocoConfig:
     batch_size: int = flag(16, "images per forward pass (16 on CPU, 64 on a GPU for ResNet-50)")
     workers: int = flag(DEFAULT_WORKERS, "image-decoding processes of the build")
     size: int | None = flag(None, "shorter image side fed to the encoder; default the model's")
+    runtime: str = flag(
+        "eager",
+        "how the network runs on the CPU (indexing build --runtime): eager, or the faster "
+        "channels-last, compile, openvino, which move a few pixels in a million",
+    )
     probe_batches: int = flag(
         2, "batches timed before the build to estimate its duration (0 = no estimate)"
     )
@@ -49,6 +55,8 @@ class CocoConfig:
     def __post_init__(self) -> None:
         if self.retries < 0 or self.batch_size < 1 or self.workers < 0 or self.probe_batches < 0:
             raise ValueError("retries, workers and probe batches must be >= 0, batch size >= 1")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
 
     @property
     def index_dir(self) -> Path:

@@ -34,7 +34,9 @@ class Estimate(NamedTuple):
         if self.seconds > GPU_SUGGESTED_ABOVE_S and device == "cpu":
             text += (
                 "\nthat is over an hour: on a machine with a CUDA GPU the same command uses it "
-                "(--device cuda), and many GPUs build in parallel under torchrun (README)"
+                "(--device cuda), and many GPUs build in parallel under torchrun (README); on "
+                "this CPU, --runtime openvino (pip install openvino) is about twice as fast and "
+                "moves a few pixels in a million (docs/BENCHMARKS.md)"
             )
         return text
 

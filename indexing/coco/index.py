@@ -44,6 +44,7 @@ def build_coco_index(cfg: CocoConfig, checkpoint: Path, say: Say = print) -> Pat
         batch_size=cfg.batch_size,
         device=cfg.device,
         workers=cfg.workers,
+        runtime=cfg.runtime,
         resume=partial_dir(out).is_dir(),  # an interrupted earlier run continues (same settings)
     )
     if cfg.probe_batches:
@@ -67,6 +68,7 @@ def expected_time(build: BuildConfig, batches: int) -> str:
     from model.data import list_images
 
     encoder = load_encoder(build.checkpoint, build.device or None, input_size=build.size)
+    encoder.use_runtime(build.runtime)
     paths = list_images(build.images)
     estimate = measure(encoder, paths, len(paths), batches, min(build.batch_size, 8))
     return estimate.describe(len(paths), encoder.device.type)
