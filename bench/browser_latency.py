@@ -12,11 +12,15 @@ switch), upload a photo, and, with --compare, a click on the Compare heatmap.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from conftest import overlay_point  # noqa: E402  (the UI tests' overlay geometry)
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
@@ -110,24 +114,6 @@ def open_image(s: Session, image_id: int) -> None:
         s.page.wait_for_function(ALL_LOADED, arg="#similar-gallery")
 
     s.timed("open an image", act, done)
-
-
-def overlay_point(page, shape: tuple[int, int], y: int, x: int) -> tuple[float, float]:
-    """Page coordinates of image pixel (y, x) on the overlay (drawn at most at its natural
-    size, centred in its box), as tests/test_explorer_ui_browser.py computes them."""
-    box = page.locator("#overlay img").bounding_box()
-    natural_w, natural_h = page.evaluate(
-        "() => { const i = document.querySelector('#overlay img');"
-        " return [i.naturalWidth, i.naturalHeight]; }"
-    )
-    scale = min(box["width"] / natural_w, box["height"] / natural_h, 1.0)
-    left = box["x"] + (box["width"] - natural_w * scale) / 2
-    top = box["y"] + (box["height"] - natural_h * scale) / 2
-    height, width = shape
-    return (
-        left + (x + 0.5) / width * natural_w * scale,
-        top + (y + 0.5) / height * natural_h * scale,
-    )
 
 
 def select_segment(s: Session, assignment: np.ndarray, selected: int) -> None:

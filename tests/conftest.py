@@ -282,6 +282,24 @@ def new_page(browser, height: int = 1000):
     return page, errors
 
 
+def overlay_point(page, shape: tuple[int, int], y: int, x: int) -> tuple[float, float]:
+    """Page coordinates of image pixel (y, x) on the overlay: the image is drawn at most at its
+    natural size (enlarged server-side by display_scale), centred in its box."""
+    box = page.locator("#overlay img").bounding_box()
+    natural_w, natural_h = page.evaluate(
+        "() => { const i = document.querySelector('#overlay img'); "
+        "return [i.naturalWidth, i.naturalHeight]; }"
+    )
+    scale = min(box["width"] / natural_w, box["height"] / natural_h, 1.0)
+    left = box["x"] + (box["width"] - natural_w * scale) / 2
+    top = box["y"] + (box["height"] - natural_h * scale) / 2
+    height, width = shape
+    return (
+        left + (x + 0.5) / width * natural_w * scale,
+        top + (y + 0.5) / height * natural_h * scale,
+    )
+
+
 def http_status(url: str) -> int:
     """The status of a GET on the app under test (loopback only)."""
     import urllib.error

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import new_page
+from conftest import new_page, overlay_point
 from scipy.ndimage import binary_erosion
 
 from explorer import image_actions
@@ -190,24 +190,6 @@ def upload(page, path: Path) -> None:
     with page.expect_file_chooser() as chooser:
         page.click("#upload-image")
     chooser.value.set_files(str(path))
-
-
-def overlay_point(page, shape: tuple[int, int], y: int, x: int) -> tuple[float, float]:
-    """Page coordinates of image pixel (y, x) on the overlay: the image is drawn at most at its
-    natural size (enlarged server-side by display_scale), centred in its box."""
-    box = page.locator("#overlay img").bounding_box()
-    natural_w, natural_h = page.evaluate(
-        "() => { const i = document.querySelector('#overlay img'); "
-        "return [i.naturalWidth, i.naturalHeight]; }"
-    )
-    scale = min(box["width"] / natural_w, box["height"] / natural_h, 1.0)
-    left = box["x"] + (box["width"] - natural_w * scale) / 2
-    top = box["y"] + (box["height"] - natural_h * scale) / 2
-    height, width = shape
-    return (
-        left + (x + 0.5) / width * natural_w * scale,
-        top + (y + 0.5) / height * natural_h * scale,
-    )
 
 
 def inner_pixel(view) -> tuple[int, int, int]:
