@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="--coco-sized: r50 (the paper's ResNet-50, K 256) or demo (the demo preset's shape)",
     )
     p.add_argument(
-        "--checkpoint", type=Path, default=None, help="--coco-sized: this model, not random weights"
+        "--checkpoint", type=Path, default=None, help="this model instead of random weights"
     )
     p.add_argument(
         "--stages",
@@ -260,11 +260,12 @@ def main(argv: list[str] | None = None) -> int:
             name = f"{args.coco_images:,} x {kind} JPEG, {model}, {args.precision} {args.runtime}"
             rows.append(run_one(name, images, checkpoint, work / "index", args))
         else:
-            checkpoint = random_checkpoint(DEMO.model, work / "demo_shape.pt")
+            checkpoint = args.checkpoint or random_checkpoint(DEMO.model, work / "demo_shape.pt")
+            model = args.checkpoint.name if args.checkpoint else "demo shape, random init"
             for size in args.sizes:
                 write_scenes(work / f"scenes{size}", size, 192, seed=1, split="val")
                 images = work / f"scenes{size}" / "val"
-                name = f"scenes 192 px, demo model (K {DEMO.model.num_prototypes})"
+                name = f"scenes 192 px, {model}"
                 rows.append(run_one(name, images, checkpoint, work / f"index{size}", args))
     finally:
         if args.work is None:
