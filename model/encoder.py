@@ -100,8 +100,6 @@ class SlotConEncoder(nn.Module):
             images = images.contiguous(memory_format=torch.channels_last)
         bf16 = self.precision == "bf16"
         with _full_fp32(self.device.type == "cuda" and not bf16):
-            if self._network is not None and self.runtime == "openvino":
-                return self._network(images).float()  # its own bf16 (model.runtimes)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
                 if self._network is not None:
                     return self._network(images).float()

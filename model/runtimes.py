@@ -25,20 +25,26 @@ RUNTIMES = ("eager", "channels-last", "compile", "openvino")
 Network = Callable[["torch.Tensor"], "torch.Tensor"]  # images (B, 3, H, W) -> (B, D, h, w)
 
 
-def network_runtime(network: nn.Module, runtime: str, device: torch.device, bf16: bool) -> Network:
-    """`network` (eval, inference only) run by `runtime`; ValueError for an unknown name or a
-    runtime that does not fit the device, RuntimeError when a runtime's package is missing."""
-    import torch
-
+def check_runtime(runtime: str) -> None:
+    """ValueError unless `runtime` is one of RUNTIMES."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+
+
+def network_runtime(network: nn.Module, runtime: str, device: torch.device, bf16: bool) -> Network:
+    """`network` (eval, inference only) run by `runtime`, as a plain function (not a module, so
+    that an encoder holding it does not register its weights twice); ValueError for an unknown
+    name or a runtime that does not fit the device, RuntimeError when a package is missing."""
+    import torch
+
+    check_runtime(runtime)
     if runtime == "eager":
-        return network
+        return network.__call__
     if runtime == "channels-last":
         network.to(memory_format=torch.channels_last)
         return lambda x: network(x.contiguous(memory_format=torch.channels_last))
     if runtime == "compile":
-        return torch.compile(network, dynamic=True)  # one graph for every image shape
+        return torch.compile(network, dynamic=True).__call__  # one graph for every image shape
     if device.type != "cpu":
         raise ValueError(f"the openvino runtime runs on the CPU, not {device}")
     return _openvino(network, bf16)
@@ -59,7 +65,7 @@ def _openvino(network: nn.Module, bf16: bool) -> Network:
         model, "CPU", {"INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32"}
     )
 
-    def run(x: torch.Tensor) -> torch.Tensor:
+    def run(x: torch.Tensor) -> torch.Tensor:  # autocast does not reach it: bf16 is its own
         return torch.from_numpy(compiled(x.contiguous().numpy())[0])
 
     return run

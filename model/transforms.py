@@ -149,8 +149,11 @@ def _row_groups(grid_y: torch.Tensor, cells: int, max_rows: int) -> list[tuple[i
     same rows of quads first..last. A row whose map coordinate lies within rounding of a cell
     row samples both quads around it (the upsampling rounds its own way)."""
     position = ((grid_y.double() + 1) * cells - 1) / 2
-    low = (position - 1e-4).clamp(0, cells - 1).floor().long().clamp(0, cells - 1).tolist()
-    high = (position + 1e-4).clamp(0, cells - 1).floor().long().clamp(0, cells - 1).tolist()
+
+    def quad(shifted: torch.Tensor) -> list[int]:  # clamped as the border padding clamps
+        return shifted.clamp(0, cells - 1).floor().long().tolist()
+
+    low, high = quad(position - 1e-4), quad(position + 1e-4)
     groups: list[tuple[int, int, int, int]] = []
     for y, quads in enumerate(zip(low, high)):
         if groups and groups[-1][2:] == quads and y - groups[-1][0] < max_rows:

@@ -69,3 +69,11 @@ def test_build_records_its_runtime(photos, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["build"]["runtime"] == "channels-last"
     assert manifest["counts"]["images"] == len(photos)
+
+
+def test_a_runtime_adds_no_weights_to_the_encoder():
+    encoder = load_encoder("assets/demo_encoder.pt", "cpu")
+    names = list(encoder.state_dict())
+    for runtime in ("eager", "channels-last"):
+        encoder.use_runtime(runtime)
+        assert list(encoder.state_dict()) == names, runtime

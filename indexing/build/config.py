@@ -12,7 +12,7 @@ from pathlib import Path
 
 from indexing.store.faiss_index import INDEX_TYPES
 from model.flags import flag
-from model.runtimes import RUNTIMES
+from model.runtimes import check_runtime
 
 # decoding processes per build process: 4-8 per GPU; at most the CPU's cores
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
@@ -93,5 +93,4 @@ class BuildConfig:
 
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
+        check_runtime(self.runtime)

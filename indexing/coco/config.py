@@ -10,7 +10,7 @@ from pathlib import Path
 
 from indexing.build.config import DEFAULT_WORKERS
 from model.flags import flag
-from model.runtimes import RUNTIMES
+from model.runtimes import check_runtime
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,7 @@ class CocoConfig:
     def __post_init__(self) -> None:
         if self.retries < 0 or self.batch_size < 1 or self.workers < 0 or self.probe_batches < 0:
             raise ValueError("retries, workers and probe batches must be >= 0, batch size >= 1")
-        if self.runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
+        check_runtime(self.runtime)
 
     @property
     def index_dir(self) -> Path:
