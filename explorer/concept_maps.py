@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import plotly.io as pio
 
-from explorer.figures import concept_map, map_points, selection_ring
+from explorer.figures import class_traces, map_points, selection_ring
 
 
 class ConceptMaps:
@@ -33,7 +33,7 @@ class ConceptMaps:
         with self._lock:
             if key != self._key:
                 points = map_points(vectors, table)
-                self._base = (points, json.loads(concept_map(vectors, table).to_json()))
+                self._base = (points, json.loads(class_traces(points).to_json()))
                 self._key = key
             points, base = self._base
         data = base["data"]

@@ -78,7 +78,7 @@ def concept_map(vectors: np.ndarray, table: pd.DataFrame, selected: int | None =
     prototype occurs in, colour = dominant class, hover = name and counts. One trace per
     class (its legend entry); each point's customdata is its prototype id (for clicks)."""
     points = map_points(vectors, table)
-    fig = _class_traces(points)
+    fig = class_traces(points)
     if selected is not None and selected in points.table.index:
         fig.add_trace(selection_ring(points, selected))
     return fig
@@ -95,7 +95,7 @@ def map_points(vectors: np.ndarray, table: pd.DataFrame) -> MapPoints:
     return MapPoints(table, pca_2d(vectors), marker_sizes(table["images"].to_numpy()))
 
 
-def _class_traces(points: MapPoints) -> go.Figure:
+def class_traces(points: MapPoints) -> go.Figure:
     """The map without a selection: one trace per dominant class, and the layout."""
     table, xy, sizes = points
     cls = table["dominant_class"].fillna("").astype(str).to_numpy().copy()
